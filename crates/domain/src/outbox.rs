@@ -1,0 +1,105 @@
+//! The transactional outbox (seed 003 `OUTBOX_EVENTS`) and the event envelope of EVENTS.md.
+//!
+//! An event is written in the same transaction as the change it tells about; the relay
+//! publishes READY rows and marks them SENT, or FAILED once its retry budget is spent.
+
+use crate::OutboxId;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutboxStatus {
+    Ready,
+    Sent,
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "READY",
+            Self::Sent => "SENT",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "READY" => Some(Self::Ready),
+            "SENT" => Some(Self::Sent),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Event types and the topics they go to by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventType {
+    OrderPaid,
+    OrderRefunded,
+    CouponIssueRequested,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrderPaid => "ORDER_PAID",
+            Self::OrderRefunded => "ORDER_REFUNDED",
+            Self::CouponIssueRequested => "COUPON_ISSUE_REQUESTED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "ORDER_PAID" => Some(Self::OrderPaid),
+            "ORDER_REFUNDED" => Some(Self::OrderRefunded),
+            "COUPON_ISSUE_REQUESTED" => Some(Self::CouponIssueRequested),
+            _ => None,
+        }
+    }
+
+    pub fn default_topic(self) -> &'static str {
+        match self {
+            Self::OrderPaid => "order.paid",
+            Self::OrderRefunded => "order.refunded",
+            Self::CouponIssueRequested => "coupon.issue.requested",
+        }
+    }
+}
+
+/// The JSON document that travels in the outbox and on Kafka.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventEnvelope {
+    /// A UUID, unique per event: consumers de-duplicate on it.
+    pub event_id: String,
+    pub event_type: EventType,
+    pub aggregate_type: String,
+    /// Also the Kafka key, so that one order's events keep their order.
+    pub aggregate_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    pub payload: serde_json::Value,
+}
+
+/// A stored outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub id: OutboxId,
+    pub envelope: EventEnvelope,
+    pub status: OutboxStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub sent_at: Option<OffsetDateTime>,
+}
+
+impl OutboxEvent {
+    pub fn topic(&self) -> &'static str {
+        self.envelope.event_type.default_topic()
+    }
+}

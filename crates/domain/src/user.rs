@@ -1,0 +1,115 @@
+//! Users and roles (seed 000: one users table, the role as a column).
+
+use crate::UserId;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// What a user may do. Sellers publish products and coupons and may also buy; admins may do
+/// everything and read everyone's objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Role {
+    Admin,
+    Seller,
+    Buyer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "ADMIN",
+            Role::Seller => "SELLER",
+            Role::Buyer => "BUYER",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "ADMIN" => Some(Role::Admin),
+            "SELLER" => Some(Role::Seller),
+            "BUYER" => Some(Role::Buyer),
+            _ => None,
+        }
+    }
+
+    /// May publish products and coupons.
+    pub fn can_sell(self) -> bool {
+        matches!(self, Role::Admin | Role::Seller)
+    }
+
+    pub fn is_admin(self) -> bool {
+        self == Role::Admin
+    }
+}
+
+/// A display name: 1..=100 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("name must be 1 to 100 characters")]
+pub struct InvalidUserName;
+
+impl UserName {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn new(raw: &str) -> Result<Self, InvalidUserName> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(InvalidUserName);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// The SHA-256 of a bearer token, hex encoded. Tokens themselves are never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub role: Role,
+    pub created_at: OffsetDateTime,
+}
+
+/// What the store needs to create a user (and the user's empty wallet, in the same transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub name: UserName,
+    pub role: Role,
+    pub token_hash: TokenHash,
+    pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(UserName::new("  kim ").unwrap().as_str(), "kim");
+        assert_eq!(UserName::new("   "), Err(InvalidUserName));
+        assert!(UserName::new(&"가".repeat(100)).is_ok());
+        assert_eq!(UserName::new(&"가".repeat(101)), Err(InvalidUserName));
+    }
+
+    #[test]
+    fn roles_round_trip_and_only_sellers_and_admins_sell() {
+        for role in [Role::Admin, Role::Seller, Role::Buyer] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("buyer"), None);
+        assert!(Role::Seller.can_sell() && Role::Admin.can_sell() && !Role::Buyer.can_sell());
+    }
+}
