@@ -1,1 +1,67 @@
-//! placeholder
+//! The shop's use cases, one module per area of API.md, plus the background jobs.
+//!
+//! [`Shop`] is the single entry point the inbound adapters call. It owns nothing but ports
+//! (`Arc<dyn ...>`), so the same code runs on the embedded default and on PostgreSQL + Redis +
+//! Kafka. Every method takes the authenticated [`Actor`] where the rules depend on who asks,
+//! and returns [`ShopError`], whose variants are exactly the stable error codes of API.md.
+
+mod actor;
+mod config;
+mod error;
+
+pub mod admin;
+pub mod catalog;
+pub mod coupons;
+pub mod idempotency;
+pub mod jobs;
+pub mod orders;
+pub mod payments;
+pub mod popular;
+pub mod users;
+pub mod wallet;
+
+pub use actor::Actor;
+pub use config::{CouponIssueMode, ShopConfig};
+pub use error::ShopError;
+
+use domain::ports::{
+    Clock, CouponGate, EventPublisher, IdempotencyStore, RankingStore, UnitOfWork,
+};
+use std::sync::Arc;
+
+/// The ports a [`Shop`] works through.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn UnitOfWork>,
+    pub gate: Arc<dyn CouponGate>,
+    pub ranking: Arc<dyn RankingStore>,
+    pub publisher: Arc<dyn EventPublisher>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The application: cheap to clone, shared by every request handler and worker.
+#[derive(Clone)]
+pub struct Shop {
+    ports: Ports,
+    config: Arc<ShopConfig>,
+    popular_cache: Arc<popular::PopularCache>,
+}
+
+impl Shop {
+    pub fn new(ports: Ports, config: ShopConfig) -> Self {
+        Self {
+            ports,
+            config: Arc::new(config),
+            popular_cache: Arc::new(popular::PopularCache::default()),
+        }
+    }
+
+    pub fn config(&self) -> &ShopConfig {
+        &self.config
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+}

@@ -1,0 +1,41 @@
+use domain::sales::BusinessCalendar;
+use domain::wallet::WalletLimits;
+
+/// How `POST /coupons/{id}/issue` persists a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CouponIssueMode {
+    /// The row is written before answering 201 (default).
+    #[default]
+    Sync,
+    /// The grant answers 202 and a `coupon.issue.requested` consumer writes the row.
+    Async,
+}
+
+/// Business settings (API.md configuration table).
+#[derive(Debug, Clone)]
+pub struct ShopConfig {
+    pub wallet: WalletLimits,
+    /// `ORDER_PAYMENT_TTL_SECONDS`: unpaid orders are canceled after this.
+    pub payment_ttl: time::Duration,
+    pub calendar: BusinessCalendar,
+    pub coupon_issue_mode: CouponIssueMode,
+    /// How long a `/products/popular` answer is reused.
+    pub popular_cache_ttl: std::time::Duration,
+    /// Outbox relay: attempts before a row is FAILED, and the first backoff (doubled each time).
+    pub outbox_max_attempts: i32,
+    pub outbox_base_backoff: time::Duration,
+}
+
+impl Default for ShopConfig {
+    fn default() -> Self {
+        Self {
+            wallet: WalletLimits::default(),
+            payment_ttl: time::Duration::seconds(900),
+            calendar: BusinessCalendar::default(),
+            coupon_issue_mode: CouponIssueMode::Sync,
+            popular_cache_ttl: std::time::Duration::from_secs(1),
+            outbox_max_attempts: 10,
+            outbox_base_backoff: time::Duration::milliseconds(500),
+        }
+    }
+}
