@@ -8,10 +8,13 @@
 mod actor;
 mod config;
 mod error;
+mod support;
 
 pub mod admin;
 pub mod catalog;
 pub mod coupons;
+pub mod events;
+pub mod handlers;
 pub mod idempotency;
 pub mod jobs;
 pub mod orders;
@@ -63,5 +66,10 @@ impl Shop {
 
     pub fn ports(&self) -> &Ports {
         &self.ports
+    }
+
+    /// The current instant of the shop's clock (tests move it).
+    fn now(&self) -> time::OffsetDateTime {
+        self.ports.clock.now()
     }
 }
