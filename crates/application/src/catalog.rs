@@ -1,9 +1,14 @@
 //! Products and stock.
 
+use crate::support::{AttemptError, check_cursor, check_offset, retry_on_conflict};
 use crate::{Actor, Shop, ShopError};
 use domain::ProductId;
 use domain::page::{CursorPage, OffsetPage, Paged, Slice};
-use domain::product::{Product, ProductStatus, StockLedgerEntry};
+use domain::ports::{StockChangeError, Transaction};
+use domain::product::{
+    MAX_STOCK, NewProduct, Product, ProductPatch, ProductStatus, StockChange, StockLedgerEntry,
+    StockReason,
+};
 
 /// A product-creation request as the client sent it.
 #[derive(Debug, Clone)]
@@ -22,16 +27,74 @@ pub struct ProductUpdate {
     pub status: Option<ProductStatus>,
 }
 
+/// Longest note accepted on a stock adjustment.
+const MAX_NOTE_CHARS: usize = 500;
+
+fn is_seller(actor: Option<Actor>) -> bool {
+    actor.is_some_and(|a| a.role.can_sell())
+}
+
+/// Products and coupons are published by sellers and admins only.
+fn require_seller(actor: Actor, what: &str) -> Result<(), ShopError> {
+    if actor.role.can_sell() {
+        Ok(())
+    } else {
+        Err(ShopError::Forbidden(format!(
+            "only sellers and admins may {what}"
+        )))
+    }
+}
+
+/// Loads a product the actor manages: `NotFound` when missing, `Forbidden` when it belongs to
+/// another seller (the catalog is public, so its existence is no secret).
+async fn managed_product(
+    tx: &mut dyn Transaction,
+    actor: Actor,
+    id: ProductId,
+) -> Result<Product, AttemptError> {
+    let product = tx
+        .products()
+        .get(id)
+        .await?
+        .ok_or_else(|| ShopError::not_found("product", id))?;
+    if !product.is_managed_by(actor.user_id, actor.is_admin()) {
+        return Err(ShopError::Forbidden(format!("product {id} belongs to another seller")).into());
+    }
+    Ok(product)
+}
+
+/// The client-facing refusal of a stock movement, worded like API.md's example.
+pub(crate) fn stock_error(id: ProductId, requested: i64, e: StockChangeError) -> AttemptError {
+    match e {
+        StockChangeError::Insufficient { available } => ShopError::OutOfStock(format!(
+            "product {id} has {available} left, {requested} requested"
+        ))
+        .into(),
+        StockChangeError::NotFound => ShopError::not_found("product", id).into(),
+        StockChangeError::Repo(e) => e.into(),
+    }
+}
+
 impl Shop {
     /// Buyers (and anonymous callers) see only ON_SALE products and may not filter; sellers and
     /// admins may pass a status (none = every status).
+    ///
+    /// A buyer's `status` is ignored rather than refused: the answer is the same public list
+    /// whatever they ask for, which leaks nothing and breaks no client.
     pub async fn list_products(
         &self,
         actor: Option<Actor>,
         status: Option<ProductStatus>,
         page: OffsetPage,
     ) -> Result<Paged<Product>, ShopError> {
-        todo!("{actor:?} {status:?} {page:?}")
+        let page = check_offset(page)?;
+        let status = if is_seller(actor) {
+            status
+        } else {
+            Some(ProductStatus::OnSale)
+        };
+        let mut tx = self.ports.store.read().await?;
+        Ok(tx.products().list(status, page).await?)
     }
 
     /// OFF products are `NotFound` for everyone but their seller and admins.
@@ -40,7 +103,17 @@ impl Shop {
         actor: Option<Actor>,
         id: ProductId,
     ) -> Result<Product, ShopError> {
-        todo!("{actor:?} {id}")
+        let mut tx = self.ports.store.read().await?;
+        let product = tx
+            .products()
+            .get(id)
+            .await?
+            .ok_or_else(|| ShopError::not_found("product", id))?;
+        let manages = actor.is_some_and(|a| product.is_managed_by(a.user_id, a.is_admin()));
+        if product.status == ProductStatus::Off && !manages {
+            return Err(ShopError::not_found("product", id));
+        }
+        Ok(product)
     }
 
     /// SELLER or ADMIN. Errors: `Forbidden`, `Validation`.
@@ -49,7 +122,25 @@ impl Shop {
         actor: Actor,
         draft: ProductDraft,
     ) -> Result<Product, ShopError> {
-        todo!("{actor:?} {draft:?}")
+        require_seller(actor, "create products")?;
+        let new = NewProduct::new(
+            actor.user_id,
+            &draft.name,
+            draft.price,
+            draft.stock,
+            draft.status,
+            self.now(),
+        )
+        .map_err(ShopError::Validation)?;
+        let product = retry_on_conflict("create_product", || async {
+            let mut tx = self.ports.store.begin().await?;
+            let product = tx.products().insert(new.clone()).await?;
+            tx.commit().await?;
+            Ok(product)
+        })
+        .await?;
+        tracing::info!(product = %product.id, seller = %actor.user_id, "product created");
+        Ok(product)
     }
 
     /// The owning seller or an admin. A buyer gets `Forbidden`; another seller `Forbidden`.
@@ -59,7 +150,22 @@ impl Shop {
         id: ProductId,
         update: ProductUpdate,
     ) -> Result<Product, ShopError> {
-        todo!("{actor:?} {id} {update:?}")
+        require_seller(actor, "change products")?;
+        let patch = ProductPatch::new(update.name.as_deref(), update.price, update.status)
+            .map_err(ShopError::Validation)?;
+        let now = self.now();
+        retry_on_conflict("update_product", || async {
+            let mut tx = self.ports.store.begin().await?;
+            managed_product(tx.as_mut(), actor, id).await?;
+            let product = tx
+                .products()
+                .patch(id, &patch, now)
+                .await?
+                .ok_or_else(|| ShopError::not_found("product", id))?;
+            tx.commit().await?;
+            Ok(product)
+        })
+        .await
     }
 
     /// ADJUST ledger row; stock never below 0 (`OutOfStock`).
@@ -70,15 +176,65 @@ impl Shop {
         delta: i64,
         note: Option<String>,
     ) -> Result<Product, ShopError> {
-        todo!("{actor:?} {id} {delta} {note:?}")
+        require_seller(actor, "adjust stock")?;
+        if delta == 0 || delta.unsigned_abs() > MAX_STOCK.unsigned_abs() {
+            return Err(ShopError::validation(
+                "delta",
+                &format!("must be non-zero and between -{MAX_STOCK} and {MAX_STOCK}"),
+            ));
+        }
+        let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if note
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+        {
+            return Err(ShopError::validation(
+                "note",
+                &format!("must be at most {MAX_NOTE_CHARS} characters"),
+            ));
+        }
+        let now = self.now();
+        let product = retry_on_conflict("adjust_stock", || async {
+            let mut tx = self.ports.store.begin().await?;
+            managed_product(tx.as_mut(), actor, id).await?;
+            let change = StockChange {
+                product_id: id,
+                delta,
+                reason: StockReason::Adjust,
+                order_id: None,
+                note: note.clone(),
+                at: now,
+            };
+            let product = tx.products().change_stock(change).await.map_err(|e| {
+                match e {
+                    // Raising stock can only fail at the upper bound: the request is invalid,
+                    // not a shortage.
+                    StockChangeError::Insufficient { .. } if delta > 0 => {
+                        ShopError::validation("delta", &format!("stock would exceed {MAX_STOCK}"))
+                            .into()
+                    }
+                    other => stock_error(id, -delta, other),
+                }
+            })?;
+            tx.commit().await?;
+            Ok(product)
+        })
+        .await?;
+        tracing::info!(product = %id, delta, stock = product.stock, "stock adjusted");
+        Ok(product)
     }
 
+    /// The owning seller or an admin.
     pub async fn stock_ledger(
         &self,
         actor: Actor,
         id: ProductId,
         page: CursorPage,
     ) -> Result<Slice<StockLedgerEntry>, ShopError> {
-        todo!("{actor:?} {id} {page:?}")
+        require_seller(actor, "read stock ledgers")?;
+        let page = check_cursor(page)?;
+        let mut tx = self.ports.store.read().await?;
+        managed_product(tx.as_mut(), actor, id).await?;
+        Ok(tx.products().ledger(id, page).await?)
     }
 }
