@@ -1,9 +1,21 @@
 //! Operator views: the outbox and its re-drive.
 
+use crate::support::check_cursor;
 use crate::{Actor, Shop, ShopError};
 use domain::OutboxId;
 use domain::outbox::{OutboxEvent, OutboxStatus};
 use domain::page::{CursorPage, Slice};
+use domain::ports::OutboxRetry;
+
+fn require_admin(actor: Actor) -> Result<(), ShopError> {
+    if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(ShopError::Forbidden(
+            "only admins may manage the outbox".into(),
+        ))
+    }
+}
 
 impl Shop {
     /// ADMIN only (`Forbidden` otherwise).
@@ -13,12 +25,32 @@ impl Shop {
         status: Option<OutboxStatus>,
         page: CursorPage,
     ) -> Result<Slice<OutboxEvent>, ShopError> {
-        todo!("{actor:?} {status:?} {page:?}")
+        require_admin(actor)?;
+        let page = check_cursor(page)?;
+        let mut tx = self.ports.store.read().await?;
+        Ok(tx.outbox().list(status, page).await?)
     }
 
     /// FAILED → READY. Errors: `Forbidden`, `NotFound`, `InvalidOrderState`-like refusal is
     /// `Validation` ("only FAILED events can be retried").
     pub async fn retry_outbox(&self, actor: Actor, id: OutboxId) -> Result<OutboxEvent, ShopError> {
-        todo!("{actor:?} {id}")
+        require_admin(actor)?;
+        let now = self.now();
+        let mut tx = self.ports.store.begin().await?;
+        match tx.outbox().retry(id, now).await? {
+            OutboxRetry::Requeued(event) => {
+                tx.commit().await?;
+                tracing::info!(outbox = %id, admin = %actor.user_id, "outbox event re-driven");
+                Ok(*event)
+            }
+            OutboxRetry::NotFailed(status) => Err(ShopError::validation(
+                "status",
+                &format!(
+                    "only FAILED events can be retried; this one is {}",
+                    status.as_str()
+                ),
+            )),
+            OutboxRetry::NotFound => Err(ShopError::not_found("outbox event", id)),
+        }
     }
 }

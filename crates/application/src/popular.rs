@@ -1,7 +1,17 @@
 //! Top sellers of the last days: the ranking store first, the roll-up as fallback and truth.
+//!
+//! The ranking store (Redis sorted sets, one per business day) answers the hot read; a day it
+//! has never built is rebuilt from the store's daily roll-up; when it is down, the roll-up
+//! answers directly. OFF products are left out here, whatever source answered, so that a
+//! product switched OFF disappears at once.
 
 use crate::{Shop, ShopError};
-use domain::product::Product;
+use domain::ProductId;
+use domain::ports::RankingRead;
+use domain::product::{FieldError, Product, ProductStatus};
+use domain::sales::ProductSales;
+use std::collections::HashMap;
+use std::time::Instant;
 use time::Date;
 
 #[derive(Debug, Clone)]
@@ -18,16 +28,190 @@ pub struct Popular {
     pub items: Vec<PopularProduct>,
 }
 
+pub const MAX_DAYS: u32 = 30;
+pub const MAX_LIMIT: u32 = 50;
+
+/// The most rows asked of a source while looking past OFF products.
+const MAX_FETCH: usize = 1_000;
+
 /// Answers reused for `ShopConfig::popular_cache_ttl`.
 #[derive(Default)]
 pub struct PopularCache {
     entries: std::sync::Mutex<std::collections::HashMap<(u32, u32), (std::time::Instant, Popular)>>,
 }
 
+impl PopularCache {
+    /// A fresh answer for `key` covering the window that ends `today`. An answer from before
+    /// midnight is stale whatever its age: its window is another one.
+    fn get(&self, key: (u32, u32), today: Date, ttl: std::time::Duration) -> Option<Popular> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is still a map.
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&key)
+            .filter(|(at, answer)| at.elapsed() < ttl && answer.to == today)
+            .map(|(_, answer)| answer.clone())
+    }
+
+    fn put(&self, key: (u32, u32), answer: &Popular) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(key, (Instant::now(), answer.clone()));
+    }
+}
+
+fn check_bounds(days: u32, limit: u32) -> Result<(), ShopError> {
+    let mut errors = Vec::new();
+    if !(1..=MAX_DAYS).contains(&days) {
+        errors.push(FieldError::new(
+            "days",
+            format!("must be between 1 and {MAX_DAYS}"),
+        ));
+    }
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ShopError::Validation(errors))
+    }
+}
+
 impl Shop {
     /// `days` 1..=30, `limit` 1..=50 (validated by the caller or here: `Validation`).
     pub async fn popular_products(&self, days: u32, limit: u32) -> Result<Popular, ShopError> {
-        let _ = &self.popular_cache.entries;
-        todo!("{days} {limit}")
+        check_bounds(days, limit)?;
+        let window = self.config.calendar.last_days(self.now(), days);
+        let (Some(&from), Some(&to)) = (window.first(), window.last()) else {
+            return Err(ShopError::Internal("empty business-day window".into()));
+        };
+        let key = (days, limit);
+        if let Some(hit) = self
+            .popular_cache
+            .get(key, to, self.config.popular_cache_ttl)
+        {
+            return Ok(hit);
+        }
+        let items = self.rank_popular(&window, limit as usize).await?;
+        let answer = Popular { from, to, items };
+        self.popular_cache.put(key, &answer);
+        Ok(answer)
+    }
+
+    /// The top `wanted` products that are not OFF. The sources rank every product, so when
+    /// OFF products thin out a full page, the next, larger page is asked for.
+    async fn rank_popular(
+        &self,
+        window: &[Date],
+        wanted: usize,
+    ) -> Result<Vec<PopularProduct>, ShopError> {
+        let mut fetch = wanted;
+        loop {
+            let ranked = self.ranked_sales(window, fetch).await?;
+            let may_have_more = ranked.len() >= fetch && fetch < MAX_FETCH;
+            let ids: Vec<ProductId> = ranked.iter().map(|s| s.product_id).collect();
+            let products: HashMap<ProductId, Product> = {
+                let mut tx = self.ports.store.read().await?;
+                tx.products()
+                    .get_many(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|p| (p.id, p))
+                    .collect()
+            };
+            let items: Vec<PopularProduct> = ranked
+                .iter()
+                .filter(|sale| sale.quantity > 0)
+                .filter_map(|sale| {
+                    let product = products.get(&sale.product_id)?;
+                    (product.status != ProductStatus::Off).then(|| (product.clone(), sale.quantity))
+                })
+                .take(wanted)
+                .zip(1..)
+                .map(|((product, sold_quantity), rank)| PopularProduct {
+                    rank,
+                    product,
+                    sold_quantity,
+                })
+                .collect();
+            if items.len() >= wanted || !may_have_more {
+                return Ok(items);
+            }
+            fetch = (fetch * 2).min(MAX_FETCH);
+        }
+    }
+
+    /// Net quantities over `window`, best first: from the ranking store, rebuilding days it
+    /// never built; from the roll-up when the ranking store cannot answer.
+    async fn ranked_sales(
+        &self,
+        window: &[Date],
+        n: usize,
+    ) -> Result<Vec<ProductSales>, ShopError> {
+        let ranking = &self.ports.ranking;
+        let reason = match ranking.top(window, n).await {
+            Ok(RankingRead::Ranked(sales)) => return Ok(sales),
+            Ok(RankingRead::MissingDays(missing)) => {
+                match self.rebuild_ranking_days(&missing).await? {
+                    Err(e) => e,
+                    Ok(()) => match ranking.top(window, n).await {
+                        Ok(RankingRead::Ranked(sales)) => return Ok(sales),
+                        Ok(RankingRead::MissingDays(still)) => {
+                            format!("days {still:?} still missing after a rebuild")
+                        }
+                        Err(e) => e.to_string(),
+                    },
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(%reason, "ranking store cannot answer; reading the sales roll-up");
+        metrics::counter!("popular_fallback_total").increment(1);
+        self.top_from_rollup(window, n).await
+    }
+
+    /// Rebuilds `days` in the ranking store from the roll-up. The outer error is the store's
+    /// (fatal: the fallback needs the store too), the inner one the ranking store's.
+    async fn rebuild_ranking_days(&self, days: &[Date]) -> Result<Result<(), String>, ShopError> {
+        let mut tx = self.ports.store.read().await?;
+        for &day in days {
+            let totals = tx.sales().day_totals(day).await?;
+            if let Err(e) = self.ports.ranking.rebuild_day(day, &totals).await {
+                return Ok(Err(e.to_string()));
+            }
+            tracing::debug!(%day, products = totals.len(), "ranking day rebuilt from the roll-up");
+        }
+        Ok(Ok(()))
+    }
+
+    async fn top_from_rollup(
+        &self,
+        window: &[Date],
+        n: usize,
+    ) -> Result<Vec<ProductSales>, ShopError> {
+        let (Some(&from), Some(&to)) = (window.first(), window.last()) else {
+            return Ok(Vec::new());
+        };
+        let mut tx = self.ports.store.read().await?;
+        let limit = u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(tx.sales().top(from, to, limit).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_name_the_offending_fields() {
+        let Err(ShopError::Validation(errors)) = check_bounds(0, 51) else {
+            panic!("expected a validation error");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["days", "limit"]);
+        assert!(check_bounds(30, 50).is_ok() && check_bounds(1, 1).is_ok());
+        assert!(check_bounds(31, 5).is_err());
     }
 }
