@@ -1,0 +1,394 @@
+//! Request extractors: bearer authentication, strict JSON bodies, strict query strings, path ids
+//! and opaque cursors. Every failure is an [`ApiError`], so it answers problem+json.
+
+use crate::ApiState;
+use crate::error::ApiError;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, HttpRequest};
+use application::{Actor, ShopError};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::product::FieldError;
+use futures::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub(crate) fn state(req: &HttpRequest) -> Result<web::Data<ApiState>, ApiError> {
+    req.app_data::<web::Data<ApiState>>()
+        .cloned()
+        .ok_or_else(|| ShopError::Internal("ApiState is not registered".into()).into())
+}
+
+/// The bearer token of the request: `Ok(None)` when there is no `Authorization` header, an
+/// error when there is one that is not a well-formed bearer credential.
+fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::unauthenticated())?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(ApiError::unauthenticated)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::unauthenticated());
+    }
+    Ok(Some(token.to_owned()))
+}
+
+async fn resolve(state: web::Data<ApiState>, token: String) -> Result<Actor, ApiError> {
+    Ok(state.shop.authenticate(&token).await?)
+}
+
+/// A caller with a valid bearer token; anything else answers 401 `UNAUTHENTICATED`.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated(pub Actor);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = state(req).and_then(|s| Ok((s, bearer_token(req)?)));
+        Box::pin(async move {
+            match found? {
+                (state, Some(token)) => Ok(Self(resolve(state, token).await?)),
+                (_, None) => Err(ApiError::unauthenticated()),
+            }
+        })
+    }
+}
+
+/// An optional caller: anonymous requests pass with `None`, but a token that is present and
+/// invalid still answers 401 (a client that thinks it is signed in must learn it is not).
+#[derive(Debug, Clone, Copy)]
+pub struct MaybeAuthenticated(pub Option<Actor>);
+
+impl FromRequest for MaybeAuthenticated {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = state(req).and_then(|s| Ok((s, bearer_token(req)?)));
+        Box::pin(async move {
+            match found? {
+                (state, Some(token)) => Ok(Self(Some(resolve(state, token).await?))),
+                (_, None) => Ok(Self(None)),
+            }
+        })
+    }
+}
+
+/// A JSON request body parsed strictly (types, unknown fields, size, content type), together
+/// with its raw bytes (the idempotency fingerprint is taken over exactly what the client sent).
+///
+/// Extraction itself never fails: actix polls a handler's extractors concurrently, and a bad
+/// body must not win the race against a missing token. The handler calls
+/// [`JsonBody::into_parts`] once the caller is authenticated, so 401 always comes before 400.
+#[derive(Debug)]
+pub struct JsonBody<T>(Result<(T, Bytes), ApiError>);
+
+impl<T> JsonBody<T> {
+    /// The parsed value and the raw bytes, or the 400 the body deserves.
+    pub fn into_parts(self) -> Result<(T, Bytes), ApiError> {
+        self.0
+    }
+}
+
+fn is_json_content_type(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json_content_type(req);
+        let bytes = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            // The body is read even when the content type is wrong, so that the connection
+            // stays usable for the next request.
+            let raw = bytes.await;
+            let parsed = if json {
+                raw.map_err(|e| {
+                    if e.as_response_error().status_code().as_u16() == 413 {
+                        ApiError::field("body", format!("must be at most {MAX_BODY_BYTES} bytes"))
+                    } else {
+                        ApiError::field("body", "could not be read")
+                    }
+                })
+                .and_then(|raw| Ok((parse_json(&raw)?, raw)))
+            } else {
+                Err(ApiError::field("Content-Type", "must be application/json"))
+            };
+            Ok(Self(parsed))
+        })
+    }
+}
+
+/// Parses `raw` into `T`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(raw);
+    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        json_error(&path, &inner)
+    })?;
+    Ok(value)
+}
+
+fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let message = error.to_string();
+    // serde_json appends " at line X column Y"; the client has the field name instead.
+    let message = match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message,
+    };
+    let prefix = if path == "." || path.is_empty() {
+        String::new()
+    } else {
+        path.to_owned()
+    };
+    let field = match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => "body".to_owned(),
+        Category::Data => {
+            // A missing field is reported on its parent; name the field itself. (An unknown
+            // field's path already ends with its name.)
+            match backticked(&message) {
+                Some(name) if message.starts_with("missing field") => {
+                    if prefix.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{prefix}.{name}")
+                    }
+                }
+                _ if prefix.is_empty() => "body".to_owned(),
+                _ => prefix,
+            }
+        }
+    };
+    let message = match error.classify() {
+        Category::Eof if message.contains("EOF while parsing a value") => {
+            "must be a JSON document".to_owned()
+        }
+        _ => message,
+    };
+    ApiError::field(field, message)
+}
+
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// A query string read strictly: each method consumes one parameter and records an error for a
+/// bad value; [`QueryParams::finish`] refuses unknown or repeated parameters and reports every
+/// error at once.
+pub struct QueryParams {
+    pairs: Vec<(String, String)>,
+    errors: Vec<FieldError>,
+}
+
+impl QueryParams {
+    pub fn new(req: &HttpRequest) -> Self {
+        let mut errors = Vec::new();
+        let pairs = match web::Query::<Vec<(String, String)>>::from_query(req.query_string()) {
+            Ok(q) => q.into_inner(),
+            Err(_) => {
+                errors.push(FieldError::new("query", "is not a valid query string"));
+                Vec::new()
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (name, _) in &pairs {
+            if !seen.insert(name.clone()) {
+                errors.push(FieldError::new(name.clone(), "must not be repeated"));
+            }
+        }
+        Self { pairs, errors }
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let at = self.pairs.iter().position(|(n, _)| n == name)?;
+        let (_, value) = self.pairs.remove(at);
+        // A repeated parameter was already reported; drop the other copies.
+        self.pairs.retain(|(n, _)| n != name);
+        Some(value)
+    }
+
+    /// An integer in `min..=max`, `default` when absent.
+    pub fn int(&mut self, name: &str, min: u32, max: u32, default: u32) -> u32 {
+        match self.take(name) {
+            None => default,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(v) if (min..=max).contains(&v) => v,
+                _ => {
+                    self.errors.push(FieldError::new(
+                        name,
+                        format!("must be an integer between {min} and {max}"),
+                    ));
+                    default
+                }
+            },
+        }
+    }
+
+    /// `limit` (1..=100, default 20) and the opaque `cursor`.
+    pub fn cursor_page(&mut self) -> domain::page::CursorPage {
+        use domain::page::CursorPage;
+        let limit = self.int("limit", 1, CursorPage::MAX_LIMIT, CursorPage::DEFAULT_LIMIT);
+        let before = self
+            .take("cursor")
+            .and_then(|raw| match decode_cursor(&raw) {
+                Some(id) => Some(id),
+                None => {
+                    self.errors
+                        .push(FieldError::new("cursor", "is not a cursor from this API"));
+                    None
+                }
+            });
+        CursorPage { before, limit }
+    }
+
+    /// One of the names `parse` accepts; `allowed` is shown in the error.
+    pub fn one_of<T>(
+        &mut self,
+        name: &str,
+        parse: fn(&str) -> Option<T>,
+        allowed: &str,
+    ) -> Option<T> {
+        let raw = self.take(name)?;
+        let parsed = parse(&raw);
+        if parsed.is_none() {
+            self.errors
+                .push(FieldError::new(name, format!("must be one of {allowed}")));
+        }
+        parsed
+    }
+
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        for (name, _) in std::mem::take(&mut self.pairs) {
+            if !self.errors.iter().any(|e| e.field == name) {
+                self.errors
+                    .push(FieldError::new(name, "is not a known parameter"));
+            }
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ShopError::Validation(self.errors).into())
+        }
+    }
+}
+
+/// The `{id}` segment of the path as a positive integer; anything else is 400 (field `id`).
+pub fn path_id<T: From<i64>>(req: &HttpRequest) -> Result<T, ApiError> {
+    let raw = req.match_info().get("id").unwrap_or_default();
+    match raw.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(T::from(id)),
+        _ => Err(ApiError::field("id", "must be a positive integer")),
+    }
+}
+
+/// Cursors are opaque to clients: the URL-safe base64 of the last id of the previous page.
+pub fn encode_cursor(id: Option<i64>) -> Option<String> {
+    id.map(|id| URL_SAFE_NO_PAD.encode(id.to_string()))
+}
+
+pub fn decode_cursor(raw: &str) -> Option<i64> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    // Only the canonical form is accepted, so that every cursor has exactly one spelling.
+    let id: i64 = text.parse().ok()?;
+    (id > 0 && id.to_string() == text).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Line {
+        product_id: i64,
+        quantity: i64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Order {
+        items: Vec<Line>,
+        coupon_issue_id: Option<i64>,
+    }
+
+    fn field_of(raw: &str) -> (String, String) {
+        match parse_json::<Order>(raw.as_bytes()).unwrap_err() {
+            ApiError::Shop(ShopError::Validation(f)) => (f[0].field.clone(), f[0].message.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(
+            field_of(r#"{"items":[{"productId":1,"quantity":"2"}]}"#).0,
+            "items[0].quantity"
+        );
+        assert_eq!(
+            field_of(r#"{"items":[{"productId":1,"quantity":1e30}]}"#).0,
+            "items[0].quantity"
+        );
+        assert_eq!(
+            field_of(r#"{"items":[{"productId":9223372036854775808,"quantity":1}]}"#).0,
+            "items[0].productId"
+        );
+        assert_eq!(
+            field_of(r#"{"items":[{"productId":1}]}"#).0,
+            "items[0].quantity"
+        );
+        assert_eq!(field_of(r#"{"items":[],"admin":true}"#).0, "admin");
+        assert_eq!(field_of(r#"{"couponIssueId":1}"#).0, "items");
+        assert_eq!(field_of(r#"{"items":[}"#).0, "body");
+        assert_eq!(field_of("").0, "body");
+        assert_eq!(field_of("[]").0, "body");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = encode_cursor(Some(42)).unwrap();
+        assert_eq!(decode_cursor(&c), Some(42));
+        assert_eq!(encode_cursor(None), None);
+        for bad in [
+            "",
+            "!!",
+            "abc",
+            &URL_SAFE_NO_PAD.encode("-1"),
+            &URL_SAFE_NO_PAD.encode("007"),
+        ] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Placing, reading and canceling orders (a paid order is refunded).
+
+use super::{ApiResult, created, ok};
+use crate::ApiState;
+use crate::dto::{OrderDto, OrderPage, PlaceOrderRequest};
+use crate::extract::{Authenticated, JsonBody, QueryParams, encode_cursor, path_id};
+use crate::idempotency::idempotent;
+use actix_web::{HttpRequest, web};
+use domain::order::{OrderLine, OrderStatus};
+use domain::{CouponIssueId, OrderId, ProductId};
+
+/// Reserves stock for every line (all or nothing), snapshots prices, applies the coupon.
+/// Idempotent with an `Idempotency-Key`.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+    request_body = PlaceOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1..255 printable ASCII; replays the first answer for the same body")),
+    responses((status = 201, body = OrderDto)),
+    security(("bearer" = [])))]
+pub async fn place(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    auth: Authenticated,
+    body: JsonBody<PlaceOrderRequest>,
+) -> ApiResult {
+    let actor = auth.0;
+    let (body, raw) = body.into_parts()?;
+    let lines: Vec<OrderLine> = body
+        .items
+        .iter()
+        .map(|l| OrderLine {
+            product_id: ProductId(l.product_id),
+            quantity: l.quantity,
+        })
+        .collect();
+    // Shape errors (no items, duplicates, quantity range) are 400 before the key is claimed.
+    domain::order::validate_lines(&lines).map_err(application::ShopError::Validation)?;
+    let coupon = body.coupon_issue_id.map(CouponIssueId);
+    idempotent(&req, actor, &raw, || async {
+        created(OrderDto::from(
+            state.shop.place_order(actor, lines, coupon).await?,
+        ))
+    })
+    .await
+}
+
+/// One order (its owner or an admin).
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+    params(("id" = i64, Path, description = "Order id")),
+    responses((status = 200, body = OrderDto)),
+    security(("bearer" = [])))]
+pub async fn get(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
+    let id: OrderId = path_id(&req)?;
+    ok(OrderDto::from(state.shop.get_order(auth.0, id).await?))
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
+    params(
+        ("status" = Option<crate::dto::OrderStatusDto>, Query),
+        ("limit" = Option<u32>, Query, description = "1..100, default 20"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
+    responses((status = 200, body = OrderPage)),
+    security(("bearer" = [])))]
+pub async fn list(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
+    let mut query = QueryParams::new(&req);
+    let status = query.one_of(
+        "status",
+        OrderStatus::parse,
+        "CREATED, PAID, CANCELED, REFUNDED",
+    );
+    let page = query.cursor_page();
+    query.finish()?;
+    let slice = state.shop.list_orders(auth.0, status, page).await?;
+    ok(OrderPage {
+        items: slice.items.into_iter().map(OrderDto::from).collect(),
+        next_cursor: encode_cursor(slice.next),
+    })
+}
+
+/// CREATED becomes CANCELED; PAID becomes REFUNDED (the wallet is credited). Idempotent with
+/// an `Idempotency-Key`.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
+    params(
+        ("id" = i64, Path, description = "Order id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1..255 printable ASCII; replays the first answer")),
+    responses((status = 200, body = OrderDto)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    auth: Authenticated,
+) -> ApiResult {
+    let actor = auth.0;
+    let id: OrderId = path_id(&req)?;
+    // The request has no body: the key alone identifies it (the path carries the order id).
+    idempotent(&req, actor, &[], || async {
+        ok(OrderDto::from(state.shop.cancel_order(actor, id).await?))
+    })
+    .await
+}

@@ -1,0 +1,45 @@
+//! Paying an order from the wallet.
+
+use super::{ApiResult, created, ok};
+use crate::ApiState;
+use crate::dto::{PayRequest, PaymentDto};
+use crate::extract::{Authenticated, JsonBody, path_id};
+use crate::idempotency::idempotent;
+use actix_web::{HttpRequest, web};
+use domain::{OrderId, PaymentId};
+
+/// Debits the wallet and marks the order PAID, atomically. On insufficient balance the order
+/// stays CREATED and can be paid later. Idempotent with an `Idempotency-Key`.
+#[utoipa::path(post, path = "/api/v1/payments", tag = "payments",
+    request_body = PayRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1..255 printable ASCII; replays the first answer for the same body")),
+    responses((status = 201, body = PaymentDto)),
+    security(("bearer" = [])))]
+pub async fn pay(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    auth: Authenticated,
+    body: JsonBody<PayRequest>,
+) -> ApiResult {
+    let actor = auth.0;
+    let (body, raw) = body.into_parts()?;
+    if body.order_id <= 0 {
+        return Err(crate::ApiError::field("orderId", "must be a positive id"));
+    }
+    let order = OrderId(body.order_id);
+    idempotent(&req, actor, &raw, || async {
+        created(PaymentDto::from(state.shop.pay(actor, order).await?))
+    })
+    .await
+}
+
+/// One payment (its owner or an admin).
+#[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
+    params(("id" = i64, Path, description = "Payment id")),
+    responses((status = 200, body = PaymentDto)),
+    security(("bearer" = [])))]
+pub async fn get(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
+    let id: PaymentId = path_id(&req)?;
+    ok(PaymentDto::from(state.shop.get_payment(auth.0, id).await?))
+}

@@ -1,0 +1,55 @@
+//! `POST /users`, `GET /users/me`, `GET /users/{id}`.
+
+use super::{ApiResult, created, ok};
+use crate::ApiState;
+use crate::dto::{SignUpRequest, SignedUpDto, UserDto};
+use crate::extract::{Authenticated, JsonBody, MaybeAuthenticated, path_id};
+use actix_web::{HttpRequest, web};
+use domain::UserId;
+
+/// Creates a user and hands out its bearer token, once.
+#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    request_body = SignUpRequest,
+    responses((status = 201, description = "The new user with its token", body = SignedUpDto)),
+    security((), ("bearer" = [])))]
+pub async fn sign_up(
+    state: web::Data<ApiState>,
+    caller: MaybeAuthenticated,
+    body: JsonBody<SignUpRequest>,
+) -> ApiResult {
+    let (body, _) = body.into_parts()?;
+    let signed = state
+        .shop
+        .sign_up(caller.0, &body.name, body.role.map(Into::into))
+        .await?;
+    let user = UserDto::from(signed.user);
+    created(SignedUpDto {
+        id: user.id,
+        name: user.name,
+        role: user.role,
+        created_at: user.created_at,
+        token: signed.token,
+    })
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
+    responses((status = 200, body = UserDto)),
+    security(("bearer" = [])))]
+pub async fn me(state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
+    ok(UserDto::from(state.shop.me(auth.0).await?))
+}
+
+/// A user's profile: the user itself or an admin; anyone else gets 404.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    responses((status = 200, body = UserDto)),
+    security(("bearer" = [])))]
+pub async fn get_user(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    auth: Authenticated,
+) -> ApiResult {
+    let id: UserId = path_id(&req)?;
+    ok(UserDto::from(state.shop.get_user(auth.0, id).await?))
+}

@@ -1,0 +1,73 @@
+//! `GET /balance`, `POST /balance/charge`, `GET /balance/transactions`.
+
+use super::{ApiResult, ok};
+use crate::ApiState;
+use crate::dto::{BalanceDto, ChargeDto, ChargeRequest, TransactionDto, TransactionPage};
+use crate::error::ApiError;
+use crate::extract::{Authenticated, JsonBody, QueryParams, encode_cursor};
+use crate::idempotency::idempotent;
+use actix_web::{HttpRequest, web};
+use application::ShopError;
+
+/// The caller's balance.
+#[utoipa::path(get, path = "/api/v1/balance", tag = "balance",
+    responses((status = 200, body = BalanceDto)),
+    security(("bearer" = [])))]
+pub async fn balance(state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
+    ok(BalanceDto::from(state.shop.balance(auth.0).await?))
+}
+
+/// Adds won to the caller's wallet. Idempotent with an `Idempotency-Key`.
+#[utoipa::path(post, path = "/api/v1/balance/charge", tag = "balance",
+    request_body = ChargeRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1..255 printable ASCII; replays the first answer for the same body")),
+    responses((status = 200, description = "Charged", body = ChargeDto)),
+    security(("bearer" = [])))]
+pub async fn charge(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    auth: Authenticated,
+    body: JsonBody<ChargeRequest>,
+) -> ApiResult {
+    let actor = auth.0;
+    let (body, raw) = body.into_parts()?;
+    // Money is an integer number of won: a float, a string or an integer beyond i64 is
+    // refused as INVALID_AMOUNT, like an amount below the minimum.
+    let amount = body.amount.as_i64().ok_or_else(|| {
+        ApiError::from(ShopError::InvalidAmount(
+            "amount must be an integer number of won".into(),
+        ))
+    })?;
+    idempotent(&req, actor, &raw, || async {
+        let (wallet, transaction) = state.shop.charge(actor, amount).await?;
+        ok(ChargeDto {
+            user_id: wallet.user_id.get(),
+            balance: wallet.balance,
+            transaction: transaction.into(),
+        })
+    })
+    .await
+}
+
+/// The caller's wallet history, newest first.
+#[utoipa::path(get, path = "/api/v1/balance/transactions", tag = "balance",
+    params(
+        ("limit" = Option<u32>, Query, description = "1..100, default 20"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
+    responses((status = 200, body = TransactionPage)),
+    security(("bearer" = [])))]
+pub async fn transactions(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    auth: Authenticated,
+) -> ApiResult {
+    let mut query = QueryParams::new(&req);
+    let page = query.cursor_page();
+    query.finish()?;
+    let slice = state.shop.wallet_transactions(auth.0, page).await?;
+    ok(TransactionPage {
+        items: slice.items.into_iter().map(TransactionDto::from).collect(),
+        next_cursor: encode_cursor(slice.next),
+    })
+}

@@ -1,0 +1,80 @@
+//! The request envelope every route shares: a request id (accepted from `X-Request-Id` or
+//! generated), a tracing span carrying it, Prometheus metrics by route pattern and status, and
+//! problem+json for errors that escape a handler.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+use std::time::Instant;
+use tracing::Instrument;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the current request, in its extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Accepts a client's id when it is short printable ASCII (so it is safe to log and echo).
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().to_string();
+    let span = tracing::info_span!(
+        "http_request",
+        request_id = %id,
+        method = %method,
+        path = %req.path(),
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let http_req = req.request().clone();
+    let result = next.call(req).instrument(span.clone()).await;
+    let mut response = match result {
+        Ok(response) => response.map_into_boxed_body(),
+        // Errors are normally answered by the handler already; one that escapes (a bug in a
+        // middleware) still leaves as a response with the request id.
+        Err(error) => ServiceResponse::from_err(error, http_req),
+    };
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16();
+    span.record("route", route.as_str());
+    span.record("status", status);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed);
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::error!(elapsed_ms = elapsed * 1e3, "request failed");
+        } else {
+            tracing::info!(elapsed_ms = elapsed * 1e3, "request finished");
+        }
+    });
+    Ok(response)
+}
