@@ -1,0 +1,3 @@
+DROP TABLE wallet_transactions;
+DROP TABLE wallets;
+DROP TABLE users;

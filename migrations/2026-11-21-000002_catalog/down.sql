@@ -1,0 +1,2 @@
+DROP TABLE product_stock_ledger;
+DROP TABLE products;

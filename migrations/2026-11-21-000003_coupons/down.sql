@@ -1,0 +1,2 @@
+DROP TABLE coupon_issues;
+DROP TABLE coupons;

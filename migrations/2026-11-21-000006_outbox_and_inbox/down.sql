@@ -1,0 +1,3 @@
+DROP TABLE consumer_positions;
+DROP TABLE inbox_events;
+DROP TABLE outbox_events;
