@@ -1,0 +1,46 @@
+use crate::error;
+use async_trait::async_trait;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use domain::ports::HealthCheck;
+use std::time::Duration;
+
+/// The `database` dependency of `/health/ready`: a pooled connection answers `SELECT 1`.
+#[derive(Clone)]
+pub struct PgHealthCheck {
+    pool: Pool<AsyncPgConnection>,
+    timeout: Duration,
+}
+
+impl PgHealthCheck {
+    pub(crate) fn new(pool: Pool<AsyncPgConnection>, timeout: Option<Duration>) -> Self {
+        Self {
+            pool,
+            timeout: timeout.unwrap_or(Duration::from_secs(2)),
+        }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for PgHealthCheck {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let probe = async {
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| error::from_pool(e).to_string())?;
+            conn.batch_execute("SELECT 1")
+                .await
+                .map_err(|e| error::from_diesel(e).to_string())
+        };
+        match tokio::time::timeout(self.timeout, probe).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+}

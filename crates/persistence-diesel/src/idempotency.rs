@@ -1,0 +1,201 @@
+//! `Idempotency-Key` records in PostgreSQL.
+//!
+//! Each call runs on its own pooled connection in autocommit mode, outside any unit of work:
+//! the claim must be visible to a concurrent retry at once, and must survive the request's own
+//! transaction rolling back.
+
+use crate::error;
+use async_trait::async_trait;
+use diesel::OptionalExtension;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::idempotency::{
+    IN_PROGRESS_LEASE, IdempotencyRequest, IdempotencyScope, IdempotencyStart, RETENTION,
+    StoredResponse,
+};
+use domain::ports::{IdempotencyStore, RepoError};
+use time::OffsetDateTime;
+
+use crate::schema::idempotency_keys as keys;
+
+/// The [`IdempotencyStore`] on the shared pool.
+#[derive(Clone)]
+pub struct PgIdempotencyStore {
+    pool: Pool<AsyncPgConnection>,
+}
+
+const IN_PROGRESS: &str = "IN_PROGRESS";
+const COMPLETED: &str = "COMPLETED";
+
+/// One statement decides who starts: a new key is inserted; an existing one is taken over only
+/// if its first request died (an `IN_PROGRESS` claim older than the lease, same body) or its
+/// record is past retention (then it behaves as if purged). Everything else leaves the row
+/// alone and returns no row. The primary key serializes concurrent first requests: the second
+/// waits for the first's insert and then finds a fresh claim it may not take.
+const CLAIM: &str = "\
+INSERT INTO idempotency_keys (user_id, method, path, key, fingerprint, status, started_at)
+VALUES ($1, $2, $3, $4, $5, 'IN_PROGRESS', $6)
+ON CONFLICT (user_id, method, path, key) DO UPDATE
+SET fingerprint = EXCLUDED.fingerprint, status = 'IN_PROGRESS', started_at = EXCLUDED.started_at,
+    completed_at = NULL, response_status = NULL, content_type = NULL, body = NULL
+WHERE (idempotency_keys.status = 'IN_PROGRESS'
+       AND idempotency_keys.started_at <= $7
+       AND idempotency_keys.fingerprint = EXCLUDED.fingerprint)
+   OR (idempotency_keys.status = 'COMPLETED' AND idempotency_keys.completed_at <= $8)
+RETURNING started_at";
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = Timestamptz)]
+    #[allow(dead_code)]
+    started_at: OffsetDateTime,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = keys, check_for_backend(diesel::pg::Pg))]
+struct KeyRow {
+    fingerprint: String,
+    status: String,
+    response_status: Option<i32>,
+    content_type: Option<String>,
+    body: Option<Vec<u8>>,
+}
+
+impl PgIdempotencyStore {
+    pub(crate) fn new(pool: Pool<AsyncPgConnection>) -> Self {
+        Self { pool }
+    }
+
+    /// Deletes records past [`RETENTION`] (completed or never completed). Returns how many.
+    /// Not part of the port: the bootstrap may run it periodically to keep the table small.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached.
+    pub async fn purge_expired(&self, now: OffsetDateTime) -> Result<usize, RepoError> {
+        let cutoff = now - RETENTION;
+        let mut conn = self.pool.get().await.map_err(error::from_pool)?;
+        diesel::delete(keys::table)
+            .filter(keys::started_at.le(cutoff))
+            .filter(
+                keys::status
+                    .eq(IN_PROGRESS)
+                    .or(keys::completed_at.le(cutoff)),
+            )
+            .execute(&mut conn)
+            .await
+            .map_err(error::from_diesel)
+    }
+}
+
+/// The primary key of a scope's record.
+fn pk(scope: &IdempotencyScope) -> (i64, &str, &str, &str) {
+    (
+        scope.user_id.0,
+        scope.method.as_str(),
+        scope.path.as_str(),
+        scope.key.as_str(),
+    )
+}
+
+#[async_trait]
+impl IdempotencyStore for PgIdempotencyStore {
+    async fn start(&self, request: &IdempotencyRequest) -> Result<IdempotencyStart, RepoError> {
+        let scope = &request.scope;
+        let mut conn = self.pool.get().await.map_err(error::from_pool)?;
+        // The loop only repeats if the row vanished between the two statements (the first
+        // request abandoned its key meanwhile); then the next claim usually succeeds.
+        for _ in 0..3 {
+            let claimed = diesel::sql_query(CLAIM)
+                .bind::<BigInt, _>(scope.user_id.0)
+                .bind::<Text, _>(&scope.method)
+                .bind::<Text, _>(&scope.path)
+                .bind::<Text, _>(scope.key.as_str())
+                .bind::<Text, _>(&request.fingerprint)
+                .bind::<Timestamptz, _>(request.now)
+                .bind::<Timestamptz, _>(request.now - IN_PROGRESS_LEASE)
+                .bind::<Timestamptz, _>(request.now - RETENTION)
+                .get_result::<Claimed>(&mut conn)
+                .await
+                .optional()
+                .map_err(error::from_diesel)?;
+            if claimed.is_some() {
+                return Ok(IdempotencyStart::Started);
+            }
+            let existing = keys::table
+                .find(pk(scope))
+                .select(KeyRow::as_select())
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(error::from_diesel)?;
+            let Some(row) = existing else {
+                continue;
+            };
+            if row.fingerprint != request.fingerprint {
+                return Ok(IdempotencyStart::Mismatch);
+            }
+            if row.status == IN_PROGRESS {
+                return Ok(IdempotencyStart::InProgress);
+            }
+            return match (row.response_status, row.content_type, row.body) {
+                (Some(status), Some(content_type), Some(body)) => {
+                    Ok(IdempotencyStart::Replay(StoredResponse {
+                        status: u16::try_from(status).map_err(|_| {
+                            RepoError::Internal(format!("stored status {status} out of range"))
+                        })?,
+                        content_type,
+                        body,
+                    }))
+                }
+                _ => Err(RepoError::Internal(
+                    "completed idempotency record without a response".into(),
+                )),
+            };
+        }
+        Err(RepoError::Conflict(
+            "idempotency key kept changing under this request".into(),
+        ))
+    }
+
+    async fn complete(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+        now: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        let mut conn = self.pool.get().await.map_err(error::from_pool)?;
+        // Only an open claim is completed: if the claim was taken over meanwhile, the first
+        // completion wins and later ones change nothing.
+        diesel::update(
+            keys::table
+                .find(pk(scope))
+                .filter(keys::status.eq(IN_PROGRESS)),
+        )
+        .set((
+            keys::status.eq(COMPLETED),
+            keys::completed_at.eq(Some(now)),
+            keys::response_status.eq(Some(i32::from(response.status))),
+            keys::content_type.eq(Some(&response.content_type)),
+            keys::body.eq(Some(&response.body)),
+        ))
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(error::from_diesel)
+    }
+
+    async fn abandon(&self, scope: &IdempotencyScope) -> Result<(), RepoError> {
+        let mut conn = self.pool.get().await.map_err(error::from_pool)?;
+        diesel::delete(
+            keys::table
+                .find(pk(scope))
+                .filter(keys::status.eq(IN_PROGRESS)),
+        )
+        .execute(&mut conn)
+        .await
+        .map(drop)
+        .map_err(error::from_diesel)
+    }
+}

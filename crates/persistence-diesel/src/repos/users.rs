@@ -1,0 +1,81 @@
+use super::corrupt;
+use crate::PgTransaction;
+use crate::schema::{users, wallets};
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use domain::UserId;
+use domain::ports::{RepoError, UserRepository};
+use domain::user::{NewUser, Role, TokenHash, User};
+use time::OffsetDateTime;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+struct UserRow {
+    id: i64,
+    name: String,
+    role: String,
+    created_at: OffsetDateTime,
+}
+
+impl UserRow {
+    fn into_domain(self) -> Result<User, RepoError> {
+        Ok(User {
+            id: UserId(self.id),
+            role: Role::parse(&self.role).ok_or_else(|| corrupt("role", &self.role))?,
+            name: self.name,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[async_trait]
+impl UserRepository for PgTransaction {
+    async fn insert(&mut self, user: NewUser) -> Result<User, RepoError> {
+        let conn = self.conn()?;
+        let inserted = diesel::insert_into(users::table)
+            .values((
+                users::name.eq(user.name.as_str()),
+                users::role.eq(user.role.as_str()),
+                users::token_hash.eq(&user.token_hash.0),
+                users::created_at.eq(user.created_at),
+            ))
+            .returning(UserRow::as_returning())
+            .get_result(conn)
+            .await;
+        let row = self.check(inserted)?;
+        let conn = self.conn()?;
+        let wallet = diesel::insert_into(wallets::table)
+            .values((
+                wallets::user_id.eq(row.id),
+                wallets::balance.eq(0_i64),
+                wallets::updated_at.eq(user.created_at),
+            ))
+            .execute(conn)
+            .await;
+        self.check(wallet)?;
+        row.into_domain()
+    }
+
+    async fn get(&mut self, id: UserId) -> Result<Option<User>, RepoError> {
+        let conn = self.conn()?;
+        let found = users::table
+            .find(id.0)
+            .select(UserRow::as_select())
+            .first(conn)
+            .await
+            .optional();
+        self.check(found)?.map(UserRow::into_domain).transpose()
+    }
+
+    async fn find_by_token(&mut self, token: &TokenHash) -> Result<Option<User>, RepoError> {
+        let conn = self.conn()?;
+        let found = users::table
+            .filter(users::token_hash.eq(&token.0))
+            .select(UserRow::as_select())
+            .first(conn)
+            .await
+            .optional();
+        self.check(found)?.map(UserRow::into_domain).transpose()
+    }
+}
