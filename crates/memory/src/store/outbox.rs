@@ -1,0 +1,215 @@
+//! The transactional outbox: events written with the change they tell about.
+//!
+//! Invariant: `by_status` holds every row id exactly once, under its current status, so the
+//! relay reads READY rows (oldest first) and the admin lists one status without scanning the
+//! SENT history.
+
+use super::{MemoryTx, Sequences, before, newest_first};
+use async_trait::async_trait;
+use domain::OutboxId;
+use domain::outbox::{EventEnvelope, OutboxEvent, OutboxStatus};
+use domain::page::{CursorPage, Slice};
+use domain::ports::{OutboxRepository, OutboxRetry, RepoError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use time::OffsetDateTime;
+
+const STATUSES: [OutboxStatus; 3] = [
+    OutboxStatus::Ready,
+    OutboxStatus::Sent,
+    OutboxStatus::Failed,
+];
+
+#[derive(Debug, Default)]
+#[cfg_attr(test, derive(Clone, PartialEq))]
+pub(super) struct OutboxTable {
+    rows: BTreeMap<OutboxId, OutboxEvent>,
+    by_status: HashMap<OutboxStatus, BTreeSet<OutboxId>>,
+}
+
+impl OutboxTable {
+    /// Stores `row` (new or replacing its previous version), keeping `by_status` in step.
+    /// Returns the previous version.
+    fn put(&mut self, row: OutboxEvent) -> Option<OutboxEvent> {
+        let (id, status) = (row.id, row.status);
+        let previous = self.rows.insert(id, row);
+        if let Some(old) = &previous
+            && old.status != status
+        {
+            self.unindex(old.status, id);
+        }
+        self.by_status.entry(status).or_default().insert(id);
+        previous
+    }
+
+    fn unindex(&mut self, status: OutboxStatus, id: OutboxId) {
+        if let Some(ids) = self.by_status.get_mut(&status) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_status.remove(&status);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: OutboxId) {
+        if let Some(old) = self.rows.remove(&id) {
+            self.unindex(old.status, id);
+        }
+    }
+}
+
+impl MemoryTx {
+    /// Applies `change` to row `id` and registers its undo. `Internal` when the row does not
+    /// exist: the relay only marks rows it claimed.
+    fn update_outbox(
+        &mut self,
+        id: OutboxId,
+        change: impl FnOnce(&mut OutboxEvent),
+    ) -> Result<OutboxEvent, RepoError> {
+        let state = self.state_mut()?;
+        let Some(row) = state.outbox.rows.get(&id) else {
+            return Err(RepoError::Internal(format!("no outbox row {id}")));
+        };
+        let mut updated = row.clone();
+        change(&mut updated);
+        if let Some(previous) = state.outbox.put(updated.clone()) {
+            self.on_rollback(move |s| {
+                s.outbox.put(previous);
+            });
+        }
+        Ok(updated)
+    }
+}
+
+#[async_trait]
+impl OutboxRepository for MemoryTx {
+    async fn append(
+        &mut self,
+        envelope: EventEnvelope,
+        at: OffsetDateTime,
+    ) -> Result<OutboxEvent, RepoError> {
+        let state = self.state_mut()?;
+        let id = OutboxId(Sequences::next(&mut state.seq.outbox));
+        let row = OutboxEvent {
+            id,
+            envelope,
+            status: OutboxStatus::Ready,
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: at,
+            created_at: at,
+            sent_at: None,
+        };
+        state.outbox.put(row.clone());
+        self.on_rollback(move |s| s.outbox.remove(id));
+        Ok(row)
+    }
+
+    async fn claim_ready(
+        &mut self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, RepoError> {
+        // The whole store is locked by this transaction: every due row is "claimed" by it.
+        let table = &self.state().outbox;
+        let Some(ready) = table.by_status.get(&OutboxStatus::Ready) else {
+            return Ok(Vec::new());
+        };
+        Ok(ready
+            .iter()
+            .filter_map(|id| table.rows.get(id))
+            .filter(|row| row.next_attempt_at <= now)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn mark_sent(&mut self, id: OutboxId, at: OffsetDateTime) -> Result<(), RepoError> {
+        self.update_outbox(id, |row| {
+            row.status = OutboxStatus::Sent;
+            row.sent_at = Some(at);
+        })
+        .map(drop)
+    }
+
+    async fn mark_retry(
+        &mut self,
+        id: OutboxId,
+        error: &str,
+        next_attempt_at: OffsetDateTime,
+    ) -> Result<(), RepoError> {
+        self.update_outbox(id, |row| {
+            row.attempts += 1;
+            row.last_error = Some(error.to_owned());
+            row.next_attempt_at = next_attempt_at;
+        })
+        .map(drop)
+    }
+
+    async fn mark_failed(&mut self, id: OutboxId, error: &str) -> Result<(), RepoError> {
+        self.update_outbox(id, |row| {
+            row.attempts += 1;
+            row.last_error = Some(error.to_owned());
+            row.status = OutboxStatus::Failed;
+        })
+        .map(drop)
+    }
+
+    async fn list(
+        &mut self,
+        status: Option<OutboxStatus>,
+        page: CursorPage,
+    ) -> Result<Slice<OutboxEvent>, RepoError> {
+        let table = &self.state().outbox;
+        let slice = match status {
+            None => {
+                let window = table
+                    .rows
+                    .range(before(page.before))
+                    .map(|(_, row)| row.clone());
+                newest_first(window, page.limit, |row| row.id.get())
+            }
+            Some(status) => match table.by_status.get(&status) {
+                None => Slice {
+                    items: Vec::new(),
+                    next: None,
+                },
+                Some(ids) => {
+                    let window = ids
+                        .range(before(page.before))
+                        .filter_map(|id| table.rows.get(id))
+                        .cloned();
+                    newest_first(window, page.limit, |row| row.id.get())
+                }
+            },
+        };
+        Ok(slice)
+    }
+
+    async fn retry(&mut self, id: OutboxId, now: OffsetDateTime) -> Result<OutboxRetry, RepoError> {
+        let status = match self.state().outbox.rows.get(&id) {
+            None => return Ok(OutboxRetry::NotFound),
+            Some(row) => row.status,
+        };
+        if status != OutboxStatus::Failed {
+            return Ok(OutboxRetry::NotFailed(status));
+        }
+        let requeued = self.update_outbox(id, |row| {
+            // The last error stays for the record; the retry budget starts again.
+            row.status = OutboxStatus::Ready;
+            row.attempts = 0;
+            row.next_attempt_at = now;
+        })?;
+        Ok(OutboxRetry::Requeued(Box::new(requeued)))
+    }
+
+    async fn count_by_status(&mut self) -> Result<Vec<(OutboxStatus, i64)>, RepoError> {
+        let table = &self.state().outbox;
+        Ok(STATUSES
+            .iter()
+            .map(|status| {
+                let count = table.by_status.get(status).map_or(0, BTreeSet::len);
+                (*status, count as i64)
+            })
+            .collect())
+    }
+}

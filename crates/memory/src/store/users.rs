@@ -1,0 +1,61 @@
+//! Users, with an index from token hash to user (authentication is one map lookup).
+//!
+//! Invariants: every user has exactly one wallet, created in the same write; `by_token` maps
+//! each stored token hash to its user and nothing else (token hashes are unique, like a UNIQUE
+//! index: a second user with the same hash is refused with `Conflict`).
+
+use super::{MemoryTx, Sequences};
+use async_trait::async_trait;
+use domain::UserId;
+use domain::ports::{RepoError, UserRepository};
+use domain::user::{NewUser, TokenHash, User};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Default)]
+#[cfg_attr(test, derive(Clone, PartialEq))]
+pub(super) struct UsersTable {
+    rows: BTreeMap<UserId, User>,
+    by_token: HashMap<TokenHash, UserId>,
+}
+
+#[async_trait]
+impl UserRepository for MemoryTx {
+    async fn insert(&mut self, user: NewUser) -> Result<User, RepoError> {
+        let state = self.state_mut()?;
+        if state.users.by_token.contains_key(&user.token_hash) {
+            return Err(RepoError::Conflict(
+                "a user with this token already exists".into(),
+            ));
+        }
+        let id = UserId(Sequences::next(&mut state.seq.users));
+        let row = User {
+            id,
+            name: user.name.into_inner(),
+            role: user.role,
+            created_at: user.created_at,
+        };
+        state.users.rows.insert(id, row.clone());
+        state.users.by_token.insert(user.token_hash.clone(), id);
+        state.wallets.open(id, user.created_at);
+        let token = user.token_hash;
+        self.on_rollback(move |s| {
+            s.users.rows.remove(&id);
+            s.users.by_token.remove(&token);
+            s.wallets.close(id);
+        });
+        Ok(row)
+    }
+
+    async fn get(&mut self, id: UserId) -> Result<Option<User>, RepoError> {
+        Ok(self.state().users.rows.get(&id).cloned())
+    }
+
+    async fn find_by_token(&mut self, token: &TokenHash) -> Result<Option<User>, RepoError> {
+        let users = &self.state().users;
+        Ok(users
+            .by_token
+            .get(token)
+            .and_then(|id| users.rows.get(id))
+            .cloned())
+    }
+}
