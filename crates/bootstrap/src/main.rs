@@ -1,1 +1,50 @@
-fn main() {}
+//! `shop`: the e-commerce backend. Configuration comes from the environment (see API.md);
+//! a bad value stops start-up with one line naming the variable and exit code 2.
+
+use bootstrap::{Application, Config, telemetry};
+use std::process::ExitCode;
+
+/// Exit code for a configuration or start-up error.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(config.log_format, "info", std::io::stdout);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let app = match Application::build(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        if app.admin_token_generated() {
+            // Shown once, on stdout, for the operator; never logged.
+            println!("ADMIN_TOKEN (generated, shown once): {}", app.admin_token());
+        }
+        tracing::info!(port = app.port(), "shop listening");
+        match app.run_until_stopped().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: server failed: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

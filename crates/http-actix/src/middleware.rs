@@ -41,13 +41,21 @@ pub async fn observe(
         route = tracing::field::Empty,
         status = tracing::field::Empty,
     );
-    let http_req = req.request().clone();
-    let result = next.call(req).instrument(span.clone()).await;
-    let mut response = match result {
+    // Handlers and extractors turn their errors into responses, so `Err` only comes from a
+    // failing inner middleware; it is counted and passed on. (The request must not be cloned
+    // before `call`: routing needs it uniquely owned.)
+    let mut response = match next.call(req).instrument(span.clone()).await {
         Ok(response) => response.map_into_boxed_body(),
-        // Errors are normally answered by the handler already; one that escapes (a bug in a
-        // middleware) still leaves as a response with the request id.
-        Err(error) => ServiceResponse::from_err(error, http_req),
+        Err(error) => {
+            let status = error.as_response_error().status_code().as_u16().to_string();
+            let labels = [
+                ("method", method),
+                ("route", "unmatched".to_owned()),
+                ("status", status),
+            ];
+            metrics::counter!("http_requests_total", &labels).increment(1);
+            return Err(error);
+        }
     };
     let route = response
         .request()
