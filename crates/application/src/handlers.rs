@@ -240,3 +240,164 @@ impl Shop {
         CouponIssuer::new(self.ports.store.clone(), self.ports.clock.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{EventItem, ORDER_AGGREGATE, envelope};
+    use domain::ports::{MockDataPlatform, MockRankingStore, RankingError};
+    use domain::{OrderId, PaymentId, ProductId, UserId};
+    use time::macros::{date, datetime};
+
+    fn paid_event(paid_at: time::OffsetDateTime) -> EventEnvelope {
+        let payload = OrderPaid {
+            order_id: OrderId(1),
+            user_id: UserId(2),
+            payment_id: PaymentId(3),
+            items: vec![
+                EventItem {
+                    product_id: ProductId(7),
+                    quantity: 2,
+                    unit_price: 100,
+                },
+                EventItem {
+                    product_id: ProductId(9),
+                    quantity: 1,
+                    unit_price: 50,
+                },
+            ],
+            subtotal: 250,
+            discount: 0,
+            total_amount: 250,
+            paid_at,
+        };
+        envelope(EventType::OrderPaid, ORDER_AGGREGATE, 1, &payload, paid_at).unwrap()
+    }
+
+    fn refunded_event(refunded_at: time::OffsetDateTime) -> EventEnvelope {
+        let payload = OrderRefunded {
+            order_id: OrderId(1),
+            user_id: UserId(2),
+            payment_id: PaymentId(3),
+            items: vec![EventItem {
+                product_id: ProductId(7),
+                quantity: 2,
+                unit_price: 100,
+            }],
+            total_amount: 200,
+            refunded_at,
+        };
+        envelope(
+            EventType::OrderRefunded,
+            ORDER_AGGREGATE,
+            1,
+            &payload,
+            refunded_at,
+        )
+        .unwrap()
+    }
+
+    fn sales(pairs: &[(i64, i64)]) -> Vec<ProductSales> {
+        pairs
+            .iter()
+            .map(|&(id, quantity)| ProductSales {
+                product_id: ProductId(id),
+                quantity,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn ranking_updater_adds_paid_quantities_on_the_business_day_of_payment() {
+        // 16:00 UTC is already the next day in Seoul.
+        let event = paid_event(datetime!(2026-11-21 16:00 UTC));
+        let expected_id = event.event_id.clone();
+        let mut ranking = MockRankingStore::new();
+        ranking
+            .expect_record()
+            .withf(move |id, day, deltas| {
+                id == expected_id
+                    && *day == date!(2026 - 11 - 22)
+                    && deltas == sales(&[(7, 2), (9, 1)]).as_slice()
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let updater = RankingUpdater::new(Arc::new(ranking), BusinessCalendar::default());
+        assert_eq!(updater.handle(&event).await, Ok(()));
+        assert_eq!(updater.topics(), ["order.paid", "order.refunded"]);
+    }
+
+    #[tokio::test]
+    async fn ranking_updater_subtracts_refunds_on_the_day_of_the_refund() {
+        let event = refunded_event(datetime!(2026-11-21 14:59 UTC));
+        let mut ranking = MockRankingStore::new();
+        ranking
+            .expect_record()
+            .withf(|_, day, deltas| {
+                *day == date!(2026 - 11 - 21) && deltas == sales(&[(7, -2)]).as_slice()
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let updater = RankingUpdater::new(Arc::new(ranking), BusinessCalendar::default());
+        assert_eq!(updater.handle(&event).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn ranking_updater_retries_when_the_ranking_store_is_down_and_skips_garbage() {
+        let mut ranking = MockRankingStore::new();
+        ranking
+            .expect_record()
+            .returning(|_, _, _| Err(RankingError::Unavailable("down".into())));
+        let updater = RankingUpdater::new(Arc::new(ranking), BusinessCalendar::default());
+        let event = paid_event(datetime!(2026-11-21 09:00 UTC));
+        assert!(matches!(
+            updater.handle(&event).await,
+            Err(HandleError::Retry(_))
+        ));
+        let mut garbage = event;
+        garbage.payload = serde_json::json!({"orderId": "x"});
+        assert!(matches!(
+            updater.handle(&garbage).await,
+            Err(HandleError::Poison(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn forwarder_maps_delivery_errors_to_retry_and_poison() {
+        let mut platform = MockDataPlatform::new();
+        let mut answers = vec![
+            Err(DeliveryError::Rejected("400 bad request".into())),
+            Err(DeliveryError::Retryable("503".into())),
+            Ok(()),
+        ];
+        platform
+            .expect_deliver()
+            .times(3)
+            .returning(move |_| answers.pop().unwrap_or(Ok(())));
+        let forwarder = DataPlatformForwarder::new(Arc::new(platform));
+        let event = paid_event(datetime!(2026-11-21 09:00 UTC));
+        assert_eq!(forwarder.handle(&event).await, Ok(()));
+        assert!(matches!(
+            forwarder.handle(&event).await,
+            Err(HandleError::Retry(_))
+        ));
+        assert!(matches!(
+            forwarder.handle(&event).await,
+            Err(HandleError::Poison(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn forwarder_passes_the_envelope_unchanged() {
+        let event = refunded_event(datetime!(2026-11-21 09:00 UTC));
+        let expected = event.clone();
+        let mut platform = MockDataPlatform::new();
+        platform
+            .expect_deliver()
+            .withf(move |delivered| *delivered == expected)
+            .times(1)
+            .returning(|_| Ok(()));
+        let forwarder = DataPlatformForwarder::new(Arc::new(platform));
+        assert_eq!(forwarder.handle(&event).await, Ok(()));
+    }
+}
