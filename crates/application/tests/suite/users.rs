@@ -1,0 +1,121 @@
+//! Sign-up, tokens, profiles.
+
+use super::{Kit, expect_code, invalid_fields};
+use application::Shop;
+use domain::UserId;
+use domain::user::Role;
+
+pub async fn sign_up_creates_a_buyer_whose_token_authenticates(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let signed = kit.shop.sign_up(None, "  kim  ", None).await.unwrap();
+    assert_eq!(signed.user.role, Role::Buyer);
+    assert_eq!(signed.user.name, "kim");
+    assert_eq!(signed.user.created_at, kit.now());
+    assert!(signed.token.len() >= 43);
+
+    let actor = kit.shop.authenticate(&signed.token).await.unwrap();
+    assert_eq!((actor.user_id, actor.role), (signed.user.id, Role::Buyer));
+    assert_eq!(kit.shop.me(actor).await.unwrap(), signed.user);
+    // A new user has an empty wallet.
+    assert_eq!(kit.balance(actor).await, 0);
+
+    let explicit = kit
+        .shop
+        .sign_up(None, "lee", Some(Role::Buyer))
+        .await
+        .unwrap();
+    assert_eq!(explicit.user.role, Role::Buyer);
+    assert_ne!(explicit.token, signed.token);
+}
+
+pub async fn only_admins_create_sellers_and_admins(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    expect_code(
+        kit.shop.sign_up(None, "s", Some(Role::Seller)).await,
+        "FORBIDDEN",
+    );
+    expect_code(
+        kit.shop.sign_up(None, "a", Some(Role::Admin)).await,
+        "FORBIDDEN",
+    );
+    let buyer = kit.buyer().await;
+    expect_code(
+        kit.shop.sign_up(Some(buyer), "s", Some(Role::Seller)).await,
+        "FORBIDDEN",
+    );
+    let seller = kit.seller().await;
+    expect_code(
+        kit.shop.sign_up(Some(seller), "a", Some(Role::Admin)).await,
+        "FORBIDDEN",
+    );
+    for role in [Role::Seller, Role::Admin, Role::Buyer] {
+        let made = kit
+            .shop
+            .sign_up(Some(kit.admin), "x", Some(role))
+            .await
+            .unwrap();
+        assert_eq!(made.user.role, role);
+        assert_eq!(kit.shop.authenticate(&made.token).await.unwrap().role, role);
+    }
+}
+
+pub async fn sign_up_rejects_bad_names(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    assert_eq!(
+        invalid_fields(kit.shop.sign_up(None, "   ", None).await),
+        ["name"]
+    );
+    let long = "x".repeat(101);
+    assert_eq!(
+        invalid_fields(kit.shop.sign_up(None, &long, None).await),
+        ["name"]
+    );
+    assert!(
+        kit.shop
+            .sign_up(None, &"가".repeat(100), None)
+            .await
+            .is_ok()
+    );
+}
+
+pub async fn unknown_tokens_are_unauthenticated(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let signed = kit.shop.sign_up(None, "kim", None).await.unwrap();
+    for token in [
+        "",
+        "nope",
+        &format!("{}x", signed.token),
+        &signed.token[1..],
+    ] {
+        expect_code(kit.shop.authenticate(token).await, "UNAUTHENTICATED");
+    }
+}
+
+pub async fn ensure_admin_is_idempotent(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let first = kit.shop.ensure_admin("bootstrap-token").await.unwrap();
+    let again = kit.shop.ensure_admin("bootstrap-token").await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.role, Role::Admin);
+    assert_eq!(first.name, "admin");
+    let actor = kit.shop.authenticate("bootstrap-token").await.unwrap();
+    assert_eq!((actor.user_id, actor.role), (first.id, Role::Admin));
+    invalid_fields(kit.shop.ensure_admin(" ").await);
+}
+
+pub async fn users_see_themselves_and_admins_see_everyone(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let a = kit.buyer().await;
+    let b = kit.seller().await;
+    assert_eq!(kit.shop.get_user(a, a.user_id).await.unwrap().id, a.user_id);
+    expect_code(kit.shop.get_user(a, b.user_id).await, "NOT_FOUND");
+    expect_code(kit.shop.get_user(b, a.user_id).await, "NOT_FOUND");
+    assert_eq!(
+        kit.shop.get_user(kit.admin, b.user_id).await.unwrap().role,
+        Role::Seller
+    );
+    expect_code(
+        kit.shop.get_user(kit.admin, UserId(999_999)).await,
+        "NOT_FOUND",
+    );
+}
