@@ -93,7 +93,7 @@ impl Shop {
         })
         .await?;
         if canceled > 0 {
-            metrics::counter!("orders_canceled_total", "reason" => "expired")
+            metrics::counter!("orders_canceled_total", "outcome" => "expired")
                 .increment(canceled as u64);
         }
         Ok(canceled)

@@ -133,12 +133,12 @@ impl Shop {
     #[tracing::instrument(skip_all, fields(user = %actor.user_id, order = %id))]
     pub async fn cancel_order(&self, actor: Actor, id: OrderId) -> Result<Order, ShopError> {
         let order = retry_on_conflict("cancel_order", || self.cancel_attempt(actor, id)).await?;
-        let kind = if order.status == OrderStatus::Refunded {
-            "refund"
+        let outcome = if order.status == OrderStatus::Refunded {
+            "refunded"
         } else {
-            "buyer"
+            "canceled"
         };
-        metrics::counter!("orders_canceled_total", "reason" => kind).increment(1);
+        metrics::counter!("orders_canceled_total", "outcome" => outcome).increment(1);
         tracing::info!(status = order.status.as_str(), "order canceled");
         Ok(order)
     }
@@ -384,14 +384,18 @@ async fn refund_paid(
     Ok(Some(refunded))
 }
 
-/// The order's quantities per product, signed: `+1` for a payment, `-1` for a refund.
+/// The order's quantities per product, signed: `+1` for a payment, `-1` for a refund. In
+/// ascending product id order, like every multi-row change: the roll-up upserts lock one row
+/// per (product, day), and concurrent payments must take those locks in the same order.
 pub(crate) fn sold_quantities(order: &Order, sign: i64) -> Vec<ProductSales> {
-    order
+    let mut sold: Vec<ProductSales> = order
         .items
         .iter()
         .map(|item| ProductSales {
             product_id: item.product_id,
             quantity: sign * item.quantity,
         })
-        .collect()
+        .collect();
+    sold.sort_by_key(|s| s.product_id);
+    sold
 }
