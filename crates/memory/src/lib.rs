@@ -6,8 +6,28 @@
 //! production adapters under real concurrency (no oversell, no double spend, exact first-come
 //! counts, atomic units of work), and tests prove it with many tasks on a multi-thread runtime.
 //!
-//! [`MemoryStore`] implements `UnitOfWork` and every repository.
+//! | port | implementation |
+//! |---|---|
+//! | `UnitOfWork` and every repository | [`MemoryStore`] |
+//! | `CouponGate` | [`MemoryCouponGate`] |
+//! | `RankingStore` | [`MemoryRankingStore`] |
+//! | `IdempotencyStore` | [`MemoryIdempotencyStore`] |
+//! | `Clock` | [`SystemClock`], [`ManualClock`] |
+//! | `DataPlatform` | [`LoggingDataPlatform`], [`RecordingDataPlatform`] |
+//!
+//! The adapters that stand in for a remote service (gate, ranking, bus) have a
+//! `set_available(false)` switch so that tests can exercise the fail-closed paths.
 
+mod clock;
+mod data_platform;
+mod gate;
+mod idempotency;
+mod ranking;
 mod store;
 
+pub use clock::{ManualClock, SystemClock};
+pub use data_platform::{LoggingDataPlatform, RecordingDataPlatform};
+pub use gate::MemoryCouponGate;
+pub use idempotency::MemoryIdempotencyStore;
+pub use ranking::MemoryRankingStore;
 pub use store::{DEFAULT_LOCK_TIMEOUT, MemoryStore};
