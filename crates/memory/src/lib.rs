@@ -11,6 +11,7 @@
 //! | `UnitOfWork` and every repository | [`MemoryStore`] |
 //! | `CouponGate` | [`MemoryCouponGate`] |
 //! | `RankingStore` | [`MemoryRankingStore`] |
+//! | `EventPublisher` (+ consumers) | [`InProcessBus`] |
 //! | `IdempotencyStore` | [`MemoryIdempotencyStore`] |
 //! | `Clock` | [`SystemClock`], [`ManualClock`] |
 //! | `DataPlatform` | [`LoggingDataPlatform`], [`RecordingDataPlatform`] |
@@ -18,6 +19,7 @@
 //! The adapters that stand in for a remote service (gate, ranking, bus) have a
 //! `set_available(false)` switch so that tests can exercise the fail-closed paths.
 
+mod bus;
 mod clock;
 mod data_platform;
 mod gate;
@@ -25,6 +27,7 @@ mod idempotency;
 mod ranking;
 mod store;
 
+pub use bus::{DEFAULT_MAX_RETRY_BACKOFF, DEFAULT_RETRY_BACKOFF, InProcessBus};
 pub use clock::{ManualClock, SystemClock};
 pub use data_platform::{LoggingDataPlatform, RecordingDataPlatform};
 pub use gate::MemoryCouponGate;
