@@ -16,6 +16,12 @@
 //!   expected.
 //! - A [`UnitOfWork::read`] view holds the lock too (briefly, it is meant for one query) and
 //!   refuses writes with `RepoError::Internal`, because a write through it is a bug.
+//!
+//! Caveats of the single lock: a use case that awaits slow I/O while holding a transaction
+//! (for example the outbox relay publishing to a real Kafka inside its transaction) stalls
+//! every other request for that long; with the in-process bus that wait is nil. And a task that
+//! opens a second transaction while holding one would wait for itself: `begin`/`read` give up
+//! after a timeout ([`DEFAULT_LOCK_TIMEOUT`]) with `RepoError::Unavailable` instead of hanging.
 
 mod coupons;
 mod inbox;
