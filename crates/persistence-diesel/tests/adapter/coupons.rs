@@ -1,0 +1,275 @@
+use crate::common::TestDb;
+use crate::common::fixtures::{NOW, coupon, new_coupon, order, product, user};
+use domain::coupon::{CouponIssueStatus, CouponScope, Discount, NewCouponIssue};
+use domain::ports::{IssueError, IssuedCounts, UnitOfWork};
+use domain::user::Role;
+use domain::{CouponId, CouponIssueId, UserId};
+
+fn grant(coupon: CouponId, user: UserId) -> NewCouponIssue {
+    NewCouponIssue {
+        coupon_id: coupon,
+        user_id: user,
+        issued_at: NOW,
+    }
+}
+
+#[tokio::test]
+async fn coupons_round_trip_every_discount_shape_and_scope() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let admin = user(tx.as_mut(), Role::Admin).await;
+    let amount = coupon(tx.as_mut(), &seller, 10, 1).await;
+    assert_eq!(amount.discount, Discount::Amount(1_000));
+    assert_eq!(amount.scope, CouponScope::Seller(seller.id));
+    assert_eq!((amount.issued_quantity, amount.total_quantity), (0, 10));
+    let mut draft = new_coupon(&admin, 5, 3);
+    draft.scope = CouponScope::Store;
+    draft.discount = Discount::Percent {
+        percent: 15,
+        max_discount: Some(3_000),
+    };
+    draft.min_order_amount = 20_000;
+    let percent = tx.coupons().insert(draft.clone()).await.unwrap();
+    assert_eq!(percent.discount, draft.discount);
+    assert_eq!(percent.scope, CouponScope::Store);
+    assert_eq!(
+        (
+            percent.seller_id,
+            percent.min_order_amount,
+            percent.per_user_limit
+        ),
+        (admin.id, 20_000, 3)
+    );
+    assert_eq!(
+        (percent.starts_at, percent.expires_at),
+        (draft.starts_at, draft.expires_at)
+    );
+    let mut uncapped = new_coupon(&seller, 1, 1);
+    uncapped.discount = Discount::Percent {
+        percent: 100,
+        max_discount: None,
+    };
+    let uncapped = tx.coupons().insert(uncapped).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = db.store.read().await.unwrap();
+    assert_eq!(read.coupons().get(amount.id).await.unwrap(), Some(amount));
+    assert_eq!(read.coupons().get(percent.id).await.unwrap(), Some(percent));
+    assert_eq!(
+        read.coupons().get(uncapped.id).await.unwrap(),
+        Some(uncapped)
+    );
+    assert_eq!(read.coupons().get(CouponId(999)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn list_active_keeps_coupons_in_their_window_with_quantity_left_newest_first() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let buyer = user(tx.as_mut(), Role::Buyer).await;
+    let older = coupon(tx.as_mut(), &seller, 10, 1).await;
+    let newer = coupon(tx.as_mut(), &seller, 10, 1).await;
+    let sold_out = coupon(tx.as_mut(), &seller, 1, 1).await;
+    tx.coupons()
+        .issue(grant(sold_out.id, buyer.id))
+        .await
+        .unwrap();
+    let mut future = new_coupon(&seller, 10, 1);
+    future.starts_at = NOW + time::Duration::HOUR;
+    tx.coupons().insert(future).await.unwrap();
+    let mut expired = new_coupon(&seller, 10, 1);
+    expired.expires_at = NOW;
+    tx.coupons().insert(expired).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = db.store.read().await.unwrap();
+    let active: Vec<_> = read
+        .coupons()
+        .list_active(NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(active, [newer.id, older.id]);
+}
+
+#[tokio::test]
+async fn issue_numbers_each_users_copies_and_counts_them() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let (a, b) = (
+        user(tx.as_mut(), Role::Buyer).await,
+        user(tx.as_mut(), Role::Buyer).await,
+    );
+    let c = coupon(tx.as_mut(), &seller, 10, 2).await;
+    let first = tx.coupons().issue(grant(c.id, a.id)).await.unwrap();
+    assert_eq!(
+        (first.coupon_id, first.user_id, first.seq, first.status),
+        (c.id, a.id, 1, CouponIssueStatus::Issued)
+    );
+    assert_eq!(
+        (first.issued_at, first.used_at, first.order_id),
+        (NOW, None, None)
+    );
+    let second = tx.coupons().issue(grant(c.id, a.id)).await.unwrap();
+    assert_eq!(second.seq, 2);
+    assert_eq!(
+        tx.coupons().issue(grant(c.id, a.id)).await,
+        Err(IssueError::LimitReached)
+    );
+    let other = tx.coupons().issue(grant(c.id, b.id)).await.unwrap();
+    assert_eq!(other.seq, 1);
+    assert_eq!(
+        tx.coupons()
+            .get(c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .issued_quantity,
+        3,
+        "a refusal gives its unit back"
+    );
+    assert_eq!(
+        tx.coupons().issued_counts(c.id).await.unwrap(),
+        IssuedCounts {
+            issued: 3,
+            per_user: vec![(a.id, 2), (b.id, 1)],
+        }
+    );
+    assert_eq!(
+        tx.coupons().issued_counts(CouponId(999)).await.unwrap(),
+        IssuedCounts::default()
+    );
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn issue_refuses_when_sold_out_or_unknown() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let (a, b) = (
+        user(tx.as_mut(), Role::Buyer).await,
+        user(tx.as_mut(), Role::Buyer).await,
+    );
+    let c = coupon(tx.as_mut(), &seller, 1, 1).await;
+    tx.coupons().issue(grant(c.id, a.id)).await.unwrap();
+    assert_eq!(
+        tx.coupons().issue(grant(c.id, b.id)).await,
+        Err(IssueError::SoldOut)
+    );
+    // Holding the only copy and asking again: the user's own limit is the better answer.
+    assert_eq!(
+        tx.coupons().issue(grant(c.id, a.id)).await,
+        Err(IssueError::LimitReached)
+    );
+    assert_eq!(
+        tx.coupons().issue(grant(CouponId(999), a.id)).await,
+        Err(IssueError::NotFound)
+    );
+    assert_eq!(
+        tx.coupons()
+            .get(c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .issued_quantity,
+        1
+    );
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn issues_are_used_by_one_order_and_released_by_that_order_only() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let buyer = user(tx.as_mut(), Role::Buyer).await;
+    let p = product(tx.as_mut(), &seller, 5_000, 10).await;
+    let c = coupon(tx.as_mut(), &seller, 10, 1).await;
+    let issue = tx.coupons().issue(grant(c.id, buyer.id)).await.unwrap();
+    let o1 = order(tx.as_mut(), &buyer, &[(&p, 1)]).await;
+    let o2 = order(tx.as_mut(), &buyer, &[(&p, 1)]).await;
+    let at = NOW + time::Duration::MINUTE;
+
+    let used = tx
+        .coupons()
+        .use_issue(issue.id, o1.id, at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (used.status, used.used_at, used.order_id),
+        (CouponIssueStatus::Used, Some(at), Some(o1.id))
+    );
+    assert_eq!(
+        tx.coupons().use_issue(issue.id, o2.id, at).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        tx.coupons()
+            .use_issue(CouponIssueId(999), o2.id, at)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Another order cannot give it back.
+    tx.coupons().release_issue(issue.id, o2.id).await.unwrap();
+    assert_eq!(tx.coupons().get_issue(issue.id).await.unwrap(), Some(used));
+
+    tx.coupons().release_issue(issue.id, o1.id).await.unwrap();
+    let released = tx.coupons().get_issue(issue.id).await.unwrap().unwrap();
+    assert_eq!(
+        (released.status, released.used_at, released.order_id),
+        (CouponIssueStatus::Issued, None, None)
+    );
+    assert_eq!(released.seq, 1);
+    // Usable again.
+    assert!(
+        tx.coupons()
+            .use_issue(issue.id, o2.id, at)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        tx.coupons().get_issue(CouponIssueId(999)).await.unwrap(),
+        None
+    );
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn issues_of_user_come_with_their_coupon_newest_first() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let (buyer, other) = (
+        user(tx.as_mut(), Role::Buyer).await,
+        user(tx.as_mut(), Role::Buyer).await,
+    );
+    let c1 = coupon(tx.as_mut(), &seller, 10, 1).await;
+    let c2 = coupon(tx.as_mut(), &seller, 10, 1).await;
+    let i1 = tx.coupons().issue(grant(c1.id, buyer.id)).await.unwrap();
+    tx.coupons().issue(grant(c1.id, other.id)).await.unwrap();
+    let i2 = tx.coupons().issue(grant(c2.id, buyer.id)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut read = db.store.read().await.unwrap();
+    let held = read.coupons().issues_of_user(buyer.id).await.unwrap();
+    let c1_now = read.coupons().get(c1.id).await.unwrap().unwrap();
+    let c2_now = read.coupons().get(c2.id).await.unwrap().unwrap();
+    assert_eq!(held, vec![(i2, c2_now), (i1, c1_now)]);
+    assert!(
+        read.coupons()
+            .issues_of_user(UserId(999))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,317 @@
+//! Test databases: one migrated template per migration set, one fresh clone per test.
+//!
+//! The template `shop_tmpl_<hash of migrations/>` is built at most once, by whichever test
+//! process gets there first: a PostgreSQL advisory lock makes concurrent test binaries wait
+//! for each other, and a template that is not marked `is_template` (a build that died half
+//! way) is rebuilt. Each test then gets `CREATE DATABASE shop_test_<uuid> TEMPLATE ...` (a
+//! file-level copy: milliseconds) and drops it when the [`TestDb`] is dropped.
+//!
+//! The server is `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`, trust auth),
+//! without a database name.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use persistence_diesel::{PgConfig, PgStore};
+use std::path::Path;
+use tokio::sync::OnceCell;
+
+const TEMPLATE_LOCK: i64 = 0x5348_4f50_544d_504c; // "SHOPTMPL"
+
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+pub fn database_url(name: &str) -> String {
+    format!("{}/{name}", server_url())
+}
+
+async fn admin() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&database_url("postgres"))
+        .await
+        .expect("PostgreSQL must be running for these tests (see TEST_DATABASE_URL)")
+}
+
+/// FNV-1a over every migration file, in path order: a new or changed migration gives a new
+/// template.
+fn migrations_hash() -> String {
+    fn walk(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("migrations dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    files.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for file in files {
+        let name = file
+            .strip_prefix(&root)
+            .expect("under root")
+            .to_string_lossy()
+            .into_owned();
+        let content = std::fs::read(&file).expect("readable migration");
+        for byte in name.bytes().chain(content) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// The name of the migrated template, built if needed.
+pub async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("shop_tmpl_{}", migrations_hash());
+            let mut conn = admin().await;
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})"))
+                .await
+                .expect("lock");
+            let ready = is_template(&mut conn, &name).await;
+            if !ready {
+                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .expect("drop half-built template");
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create template");
+                persistence_diesel::migrate(&database_url(&name))
+                    .await
+                    .expect("migrate template");
+                // No connections from now on: CREATE DATABASE ... TEMPLATE refuses to copy a
+                // database somebody is connected to.
+                conn.batch_execute(&format!(
+                    "ALTER DATABASE {name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+                ))
+                .await
+                .expect("mark template");
+            }
+            conn.batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"))
+                .await
+                .expect("unlock");
+            name
+        })
+        .await
+}
+
+async fn is_template(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        datistemplate: bool,
+    }
+    diesel::sql_query("SELECT datistemplate FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result::<Found>(conn)
+        .await
+        .optional()
+        .expect("pg_database")
+        .is_some_and(|f| f.datistemplate)
+}
+
+/// A fresh, migrated database for one test, dropped with this value.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub store: PgStore,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    pub async fn with_config(adjust: impl FnOnce(&mut PgConfig)) -> Self {
+        let template = template().await;
+        let name = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin().await;
+        conn.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .expect("clone template");
+        let url = database_url(&name);
+        let mut config = PgConfig::new(url.clone());
+        adjust(&mut config);
+        let store = persistence_diesel::connect(&config)
+            .await
+            .expect("connect to the test database");
+        Self { name, url, store }
+    }
+
+    /// A plain connection to this database, outside the store's pool (for assertions).
+    pub async fn raw(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("raw connection")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.store.close();
+        let name = self.name.clone();
+        // Drop may run inside a runtime or not, and on any thread: use a runtime of our own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut conn = admin().await;
+                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// One `bigint` from an arbitrary SQL expression, on a raw connection.
+pub async fn scalar(conn: &mut AsyncPgConnection, expression: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(expression))
+        .get_result::<i64>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{expression}: {e}"))
+}
+
+pub mod fixtures {
+    //! Rows every test needs, created through the ports themselves.
+    use domain::coupon::{Coupon, CouponScope, Discount, NewCoupon};
+    use domain::order::{NewOrder, Order, OrderItem};
+    use domain::ports::{Transaction, UnitOfWork, WalletChange};
+    use domain::product::{NewProduct, Product, ProductStatus};
+    use domain::user::{NewUser, Role, TokenHash, User, UserName};
+    use domain::wallet::WalletTransactionType;
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    pub const NOW: OffsetDateTime = datetime!(2026-11-21 09:30 UTC);
+
+    pub async fn user(tx: &mut dyn Transaction, role: Role) -> User {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        tx.users()
+            .insert(NewUser {
+                name: UserName::new("kim").unwrap(),
+                role,
+                token_hash: TokenHash(token),
+                created_at: NOW,
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn product(
+        tx: &mut dyn Transaction,
+        seller: &User,
+        price: i64,
+        stock: i64,
+    ) -> Product {
+        tx.products()
+            .insert(NewProduct {
+                seller_id: seller.id,
+                name: format!("tea {price}"),
+                price,
+                stock,
+                status: ProductStatus::OnSale,
+                created_at: NOW,
+            })
+            .await
+            .unwrap()
+    }
+
+    pub fn new_coupon(seller: &User, total: i64, per_user: i64) -> NewCoupon {
+        NewCoupon {
+            seller_id: seller.id,
+            scope: CouponScope::Seller(seller.id),
+            name: "welcome".into(),
+            discount: Discount::Amount(1_000),
+            min_order_amount: 0,
+            total_quantity: total,
+            per_user_limit: per_user,
+            starts_at: NOW - time::Duration::HOUR,
+            expires_at: NOW + time::Duration::DAY,
+            created_at: NOW,
+        }
+    }
+
+    pub async fn coupon(
+        tx: &mut dyn Transaction,
+        seller: &User,
+        total: i64,
+        per_user: i64,
+    ) -> Coupon {
+        tx.coupons()
+            .insert(new_coupon(seller, total, per_user))
+            .await
+            .unwrap()
+    }
+
+    pub fn new_order(buyer: &User, lines: &[(&Product, i64)]) -> NewOrder {
+        let items: Vec<OrderItem> = lines
+            .iter()
+            .map(|(p, quantity)| OrderItem {
+                product_id: p.id,
+                seller_id: p.seller_id,
+                name: p.name.clone(),
+                unit_price: p.price,
+                quantity: *quantity,
+                subtotal: p.price * quantity,
+            })
+            .collect();
+        let subtotal = items.iter().map(|i| i.subtotal).sum();
+        NewOrder {
+            user_id: buyer.id,
+            items,
+            subtotal,
+            discount: 0,
+            total_amount: subtotal,
+            coupon_issue_id: None,
+            created_at: NOW,
+            expires_at: NOW + time::Duration::minutes(15),
+        }
+    }
+
+    pub async fn order(tx: &mut dyn Transaction, buyer: &User, lines: &[(&Product, i64)]) -> Order {
+        tx.orders().insert(new_order(buyer, lines)).await.unwrap()
+    }
+
+    pub async fn charge(tx: &mut dyn Transaction, user: &User, amount: i64) {
+        tx.wallets()
+            .apply(WalletChange {
+                user_id: user.id,
+                kind: WalletTransactionType::Charge,
+                amount,
+                max_balance: None,
+                order_id: None,
+                at: NOW,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// A committed buyer, seller and product with `stock`.
+    pub async fn shop(store: &dyn UnitOfWork, stock: i64) -> (User, User, Product) {
+        let mut tx = store.begin().await.unwrap();
+        let seller = user(tx.as_mut(), Role::Seller).await;
+        let buyer = user(tx.as_mut(), Role::Buyer).await;
+        let product = product(tx.as_mut(), &seller, 1_000, stock).await;
+        tx.commit().await.unwrap();
+        (buyer, seller, product)
+    }
+}
