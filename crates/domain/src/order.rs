@@ -242,7 +242,8 @@ pub fn price_order(
     })
 }
 
-/// A priced order ready to be stored, with the stock reservations the store must make.
+/// A priced order ready to be stored. The use case reserves its stock through
+/// `ProductRepository::change_stock` in the same transaction; `insert` only writes the order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
     pub user_id: UserId,

@@ -184,6 +184,45 @@ pub async fn relay_backs_off_then_fails_and_an_admin_re_drives(shop: Shop) {
     );
 }
 
+/// A refund's event must never overtake the payment event of the same order, even while the
+/// payment event is backing off after a failed publish (Kafka key = order id keeps the order
+/// downstream only if the relay publishes in order).
+pub async fn relay_keeps_one_orders_events_in_order(shop: Shop) {
+    let kit = Kit::with(shop, |c| c.outbox_base_backoff = Duration::SECOND).await;
+    let seller = kit.seller().await;
+    let p = kit.product(seller, 1_000, 20).await.id;
+    let buyer = kit.funded_buyer(10_000).await;
+    let order = kit.order(buyer, &[(p, 1)]).await;
+    kit.shop.pay(buyer, order.id).await.unwrap();
+    kit.publisher.failing.store(true, Ordering::SeqCst);
+    assert_eq!(kit.shop.relay_outbox_once(10).await.unwrap(), 0);
+    kit.publisher.failing.store(false, Ordering::SeqCst);
+
+    // The refund is due now, the payment event only in a second: nothing of this order goes.
+    kit.shop.cancel_order(buyer, order.id).await.unwrap();
+    let other = kit.order(buyer, &[(p, 1)]).await;
+    kit.shop.pay(buyer, other.id).await.unwrap();
+    assert_eq!(kit.shop.relay_outbox_once(10).await.unwrap(), 1);
+    let first: Vec<_> = kit
+        .publisher
+        .published()
+        .into_iter()
+        .map(|(t, e)| (t, e.aggregate_id))
+        .collect();
+    assert_eq!(first, [("order.paid".to_owned(), other.id.to_string())]);
+
+    kit.advance(Duration::SECOND);
+    assert_eq!(kit.shop.relay_outbox_once(10).await.unwrap(), 2);
+    let mine: Vec<_> = kit
+        .publisher
+        .published()
+        .into_iter()
+        .filter(|(_, e)| e.aggregate_id == order.id.to_string())
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(mine, ["order.paid", "order.refunded"]);
+}
+
 pub async fn outbox_admin_is_for_admins_only(shop: Shop) {
     let kit = Kit::new(shop).await;
     let seller = kit.seller().await;

@@ -97,6 +97,7 @@ macro_rules! run_suite {
             jobs::expiry_sweeper_cancels_only_due_orders,
             jobs::relay_publishes_each_ready_event_once,
             jobs::relay_backs_off_then_fails_and_an_admin_re_drives,
+            jobs::relay_keeps_one_orders_events_in_order,
             jobs::outbox_admin_is_for_admins_only,
             popular::ranking_is_rebuilt_from_the_rollup_with_refunds_subtracted,
             popular::ranking_follows_events_and_ignores_redeliveries,

@@ -295,6 +295,9 @@ pub trait OutboxRepository: Send {
 
     /// Claims up to `limit` READY rows due at `now`, oldest first, skipping rows another
     /// transaction holds (so several relays never publish one row at once).
+    ///
+    /// MUST NOT return a row while an older READY row of the same aggregate is still waiting
+    /// (backing off, or held by another relay): one order's events are published in order.
     async fn claim_ready(
         &mut self,
         now: OffsetDateTime,

@@ -10,6 +10,7 @@ use domain::OutboxId;
 use domain::outbox::{EventEnvelope, OutboxEvent, OutboxStatus};
 use domain::page::{CursorPage, Slice};
 use domain::ports::{OutboxRepository, OutboxRetry, RepoError};
+use std::collections::HashSet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use time::OffsetDateTime;
 
@@ -114,13 +115,28 @@ impl OutboxRepository for MemoryTx {
         let Some(ready) = table.by_status.get(&OutboxStatus::Ready) else {
             return Ok(Vec::new());
         };
-        Ok(ready
-            .iter()
-            .filter_map(|id| table.rows.get(id))
-            .filter(|row| row.next_attempt_at <= now)
-            .take(limit as usize)
-            .cloned()
-            .collect())
+        // Walk READY rows oldest first; an aggregate whose oldest READY row is not due yet is
+        // blocked for the rest of the walk, so its later events cannot overtake it.
+        let mut blocked: HashSet<(&str, &str)> = HashSet::new();
+        let mut claimed = Vec::new();
+        for row in ready.iter().filter_map(|id| table.rows.get(id)) {
+            if claimed.len() >= limit as usize {
+                break;
+            }
+            let aggregate = (
+                row.envelope.aggregate_type.as_str(),
+                row.envelope.aggregate_id.as_str(),
+            );
+            if blocked.contains(&aggregate) {
+                continue;
+            }
+            if row.next_attempt_at <= now {
+                claimed.push(row.clone());
+            } else {
+                blocked.insert(aggregate);
+            }
+        }
+        Ok(claimed)
     }
 
     async fn mark_sent(&mut self, id: OutboxId, at: OffsetDateTime) -> Result<(), RepoError> {
