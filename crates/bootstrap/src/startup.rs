@@ -2,7 +2,7 @@
 //! the background workers and graceful shutdown.
 
 use crate::config::{Config, Secret};
-use crate::wiring::{self, Consumers, NotWired};
+use crate::wiring::{self, Consumers, NotWired, Wiring};
 use crate::workers::Workers;
 use actix_web::HttpServer;
 use actix_web::dev::Server;
@@ -67,6 +67,12 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let wiring = wiring::wire(&config)?;
+        Self::build_with(config, wiring).await
+    }
+
+    /// Builds on adapters wired by the caller (tests keep handles on some of them, e.g. to
+    /// switch the coupon gate off).
+    pub async fn build_with(config: Config, wiring: Wiring) -> Result<Self, StartupError> {
         let shop = Shop::new(wiring.ports, config.shop.clone());
 
         let (admin_token, admin_token_generated) = match config.admin_token.clone() {

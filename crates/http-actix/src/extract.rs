@@ -144,8 +144,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// Parses `raw` into `T`, naming the offending field on failure.
+/// Parses `raw` (a JSON object: every request body of the API is one) into `T`, naming the
+/// offending field on failure.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    // serde's derived structs also accept a JSON array of the field values; the API does not.
+    if raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(raw);
     let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -171,10 +176,13 @@ fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
     let field = match error.classify() {
         Category::Syntax | Category::Eof | Category::Io => "body".to_owned(),
         Category::Data => {
-            // A missing field is reported on its parent; name the field itself. (An unknown
-            // field's path already ends with its name.)
+            // Missing and duplicate fields are reported on their parent; name the field
+            // itself. (An unknown field's path already ends with its name.)
             match backticked(&message) {
-                Some(name) if message.starts_with("missing field") => {
+                Some(name)
+                    if message.starts_with("missing field")
+                        || message.starts_with("duplicate field") =>
+                {
                     if prefix.is_empty() {
                         name.to_owned()
                     } else {
@@ -374,6 +382,15 @@ mod tests {
         assert_eq!(field_of(r#"{"items":[}"#).0, "body");
         assert_eq!(field_of("").0, "body");
         assert_eq!(field_of("[]").0, "body");
+        assert_eq!(
+            field_of(r#"  [[{"productId":1,"quantity":1}], null]"#).0,
+            "body"
+        );
+        assert_eq!(field_of(r#"{"items":[],"items":[]}"#).0, "items");
+        assert_eq!(
+            field_of(r#"{"items":[{"productId":1,"productId":2,"quantity":1}]}"#).0,
+            "items[0].productId"
+        );
     }
 
     #[test]
