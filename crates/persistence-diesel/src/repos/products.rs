@@ -166,20 +166,26 @@ impl ProductRepository for PgTransaction {
     async fn change_stock(&mut self, change: StockChange) -> Result<Product, StockChangeError> {
         // The no-oversell guarantee: one conditional statement, re-checked by PostgreSQL on
         // the newest row version after waiting for a concurrent writer.
-        let after = products::stock + change.delta;
-        let conn = self.conn()?;
-        let updated = diesel::update(products::table)
-            .filter(products::id.eq(change.product_id.0))
-            .filter(after.between(0_i64, MAX_STOCK))
-            .set((
-                products::stock.eq(after),
-                products::updated_at.eq(change.at),
-            ))
-            .returning(ProductRow::as_returning())
-            .get_result(conn)
-            .await
-            .optional();
-        let Some(row) = self.check(updated)? else {
+        let mut attempts = 0;
+        let row = loop {
+            let after = products::stock + change.delta;
+            let conn = self.conn()?;
+            let updated = diesel::update(products::table)
+                .filter(products::id.eq(change.product_id.0))
+                .filter(after.between(0_i64, MAX_STOCK))
+                .set((
+                    products::stock.eq(after),
+                    products::updated_at.eq(change.at),
+                ))
+                .returning(ProductRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional();
+            if let Some(row) = self.check(updated)? {
+                break row;
+            }
+            // Refused: report the stock that refuses it. A concurrent commit (a cancel giving
+            // stock back) may have moved it since the update looked; if it fits now, retry.
             let conn = self.conn()?;
             let found = products::table
                 .find(change.product_id.0)
@@ -187,10 +193,16 @@ impl ProductRepository for PgTransaction {
                 .first::<i64>(conn)
                 .await
                 .optional();
-            return Err(match self.check(found)? {
-                Some(available) => StockChangeError::Insufficient { available },
-                None => StockChangeError::NotFound,
-            });
+            let Some(available) = self.check(found)? else {
+                return Err(StockChangeError::NotFound);
+            };
+            let fits = available
+                .checked_add(change.delta)
+                .is_some_and(|after| (0..=MAX_STOCK).contains(&after));
+            attempts += 1;
+            if !fits || attempts == 3 {
+                return Err(StockChangeError::Insufficient { available });
+            }
         };
         self.write_ledger(
             row.id,

@@ -75,23 +75,42 @@ impl WalletRepository for PgTransaction {
         // One conditional statement: the row lock is taken and the condition checked against
         // the newest balance, so concurrent changes of one wallet can neither lose an update
         // nor take the balance below 0 or above the maximum.
-        let after = wallets::balance + change.amount;
         let max = change.max_balance.unwrap_or(i64::MAX);
-        let conn = self.conn()?;
-        let updated = diesel::update(wallets::table)
-            .filter(wallets::user_id.eq(change.user_id.0))
-            .filter(after.ge(0_i64))
-            .filter(after.le(max))
-            .set((
-                wallets::balance.eq(after),
-                wallets::updated_at.eq(change.at),
-            ))
-            .returning(WalletRow::as_returning())
-            .get_result(conn)
-            .await
-            .optional();
-        let Some(wallet) = self.check(updated)? else {
-            return Err(self.refusal(change.user_id, change.amount).await);
+        let mut attempts = 0;
+        let wallet = loop {
+            let after = wallets::balance + change.amount;
+            let conn = self.conn()?;
+            let updated = diesel::update(wallets::table)
+                .filter(wallets::user_id.eq(change.user_id.0))
+                .filter(after.ge(0_i64))
+                .filter(after.le(max))
+                .set((
+                    wallets::balance.eq(after),
+                    wallets::updated_at.eq(change.at),
+                ))
+                .returning(WalletRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional();
+            if let Some(wallet) = self.check(updated)? {
+                break wallet;
+            }
+            // Refused: report the balance that refuses it. A concurrent commit may have moved
+            // the balance since the update looked; if the change fits now, try again.
+            let Some(balance) = self.balance(change.user_id).await? else {
+                return Err(WalletChangeError::NotFound);
+            };
+            let fits = balance
+                .checked_add(change.amount)
+                .is_some_and(|after| (0..=max).contains(&after));
+            attempts += 1;
+            if !fits || attempts == 3 {
+                return Err(if change.amount < 0 {
+                    WalletChangeError::Insufficient { balance }
+                } else {
+                    WalletChangeError::LimitExceeded { balance }
+                });
+            }
         };
         let conn = self.conn()?;
         let written = diesel::insert_into(tx::table)
@@ -136,24 +155,14 @@ impl WalletRepository for PgTransaction {
 }
 
 impl PgTransaction {
-    /// Why a conditional wallet change matched no row: no wallet, or the condition failed.
-    /// A debit can only fail for want of money, a credit only for the maximum.
-    async fn refusal(&mut self, user: UserId, amount: i64) -> WalletChangeError {
-        let conn = match self.conn() {
-            Ok(conn) => conn,
-            Err(e) => return e.into(),
-        };
+    async fn balance(&mut self, user: UserId) -> Result<Option<i64>, RepoError> {
+        let conn = self.conn()?;
         let found = wallets::table
             .find(user.0)
             .select(wallets::balance)
             .first::<i64>(conn)
             .await
             .optional();
-        match self.check(found) {
-            Err(e) => e.into(),
-            Ok(None) => WalletChangeError::NotFound,
-            Ok(Some(balance)) if amount < 0 => WalletChangeError::Insufficient { balance },
-            Ok(Some(balance)) => WalletChangeError::LimitExceeded { balance },
-        }
+        self.check(found)
     }
 }
