@@ -120,8 +120,16 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
-    /// The one place where a test application is put together.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_custom(tweak, |_| {}).await
+    }
+
+    /// The one place where a test application is put together: `tweak` adjusts the
+    /// configuration, `rewire` the adapters of the selected profile.
+    pub async fn spawn_custom(
+        tweak: impl FnOnce(&mut Config),
+        rewire: impl FnOnce(&mut Wiring),
+    ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
             LOGS.call_once(|| {
                 bootstrap::telemetry::init(LogFormat::Pretty, "info", std::io::stdout)
@@ -144,6 +152,8 @@ impl TestApp {
             }
             other => panic!("unknown TEST_PROFILE {other:?} (known: memory)"),
         };
+        let mut wiring = wiring;
+        rewire(&mut wiring);
         let admin_token = config
             .admin_token
             .as_ref()

@@ -1,4 +1,26 @@
 use crate::helpers::TestApp;
+use domain::ports::HealthCheck;
+use std::sync::Arc;
+
+struct Dependency {
+    name: &'static str,
+    up: bool,
+}
+
+#[async_trait::async_trait]
+impl HealthCheck for Dependency {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        if self.up {
+            Ok(())
+        } else {
+            Err("connection refused".into())
+        }
+    }
+}
 
 #[tokio::test]
 async fn liveness_and_readiness() {
@@ -12,6 +34,34 @@ async fn liveness_and_readiness() {
         body["checks"].is_object(),
         "embedded mode has no remote dependency"
     );
+}
+
+#[tokio::test]
+async fn readiness_is_503_while_a_dependency_is_down() {
+    let app = TestApp::spawn_custom(
+        |_| {},
+        |wiring| {
+            wiring.health = vec![
+                Arc::new(Dependency {
+                    name: "database",
+                    up: true,
+                }),
+                Arc::new(Dependency {
+                    name: "cache",
+                    up: false,
+                }),
+            ];
+        },
+    )
+    .await;
+    let r = app.get("/health/ready", None).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body["status"], "DOWN");
+    assert_eq!(r.body["checks"]["database"]["status"], "UP");
+    assert_eq!(r.body["checks"]["cache"]["status"], "DOWN");
+    assert_eq!(r.body["checks"]["cache"]["error"], "connection refused");
+    // Liveness does not depend on the dependencies.
+    app.get("/health/live", None).await.ok(200);
 }
 
 #[tokio::test]
