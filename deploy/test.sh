@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: starts (or installs) what the tests talk to, then
+# runs every test of the workspace and the HTTP API suite once more on the full stack.
+#
+#   deploy/test.sh            # everything
+#   deploy/test.sh -p memory  # extra arguments go to the test runner (first pass only)
+#
+# Real services, real connections: PostgreSQL (127.0.0.1:5432), Redis (127.0.0.1:6379) and a
+# Kafka-protocol broker (tansu on 127.0.0.1:9092, built once and cached outside the repo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:9092}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+
+deploy/services.sh up
+deploy/tansu.sh start
+
+if cargo nextest --version >/dev/null 2>&1; then
+  run_tests() { cargo nextest run --no-fail-fast "$@"; }
+else
+  run_tests() { cargo test --no-fail-fast "$@"; }
+fi
+
+echo "== every crate (adapters against the real services; API suite on the embedded profile)"
+run_tests --workspace "$@"
+
+if [ "$#" -eq 0 ]; then
+  echo "== the HTTP API suite again on PostgreSQL + Redis + Kafka"
+  TEST_PROFILE=full run_tests -p bootstrap --test api
+fi
