@@ -3,6 +3,7 @@ use crate::PgTransaction;
 use crate::schema::outbox_events as outbox;
 use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Timestamptz};
 use diesel_async::RunQueryDsl;
 use domain::OutboxId;
 use domain::outbox::{EventEnvelope, EventType, OutboxEvent, OutboxStatus};
@@ -10,7 +11,7 @@ use domain::page::{CursorPage, Slice};
 use domain::ports::{OutboxRepository, OutboxRetry, RepoError};
 use time::OffsetDateTime;
 
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg))]
 struct OutboxRow {
     id: i64,
@@ -52,6 +53,31 @@ impl OutboxRow {
     }
 }
 
+/// Locks up to `$2` due READY rows, oldest first, skipping rows another relay holds; then
+/// keeps only those with no older READY row of the same aggregate outside this claim. Such an
+/// older row is either backing off or held by another relay, and publishing the newer one now
+/// could overtake it. The rows left out stay locked until this transaction ends (other relays
+/// skip them too) and are reconsidered on the next claim.
+const CLAIM_READY: &str = "\
+WITH claimed AS (
+    SELECT id FROM outbox_events
+    WHERE status = 'READY' AND next_attempt_at <= $1
+    ORDER BY id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+SELECT o.* FROM outbox_events o
+JOIN claimed c ON c.id = o.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM outbox_events older
+    WHERE older.status = 'READY'
+      AND older.aggregate_id = o.aggregate_id
+      AND older.aggregate_type = o.aggregate_type
+      AND older.id < o.id
+      AND older.id NOT IN (SELECT id FROM claimed)
+)
+ORDER BY o.id";
+
 fn rows_into_domain(rows: Vec<OutboxRow>) -> Result<Vec<OutboxEvent>, RepoError> {
     rows.into_iter().map(OutboxRow::into_domain).collect()
 }
@@ -88,15 +114,10 @@ impl OutboxRepository for PgTransaction {
         limit: u32,
     ) -> Result<Vec<OutboxEvent>, RepoError> {
         let conn = self.conn()?;
-        let rows = outbox::table
-            .filter(outbox::status.eq(OutboxStatus::Ready.as_str()))
-            .filter(outbox::next_attempt_at.le(now))
-            .order(outbox::id)
-            .limit(i64::from(limit))
-            .select(OutboxRow::as_select())
-            .for_update()
-            .skip_locked()
-            .load(conn)
+        let rows = diesel::sql_query(CLAIM_READY)
+            .bind::<Timestamptz, _>(now)
+            .bind::<BigInt, _>(i64::from(limit))
+            .load::<OutboxRow>(conn)
             .await;
         rows_into_domain(self.check(rows)?)
     }

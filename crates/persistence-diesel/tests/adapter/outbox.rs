@@ -217,3 +217,79 @@ async fn list_pages_newest_first_and_filters_by_status() {
         [ids[4], ids[2], ids[1]]
     );
 }
+
+fn for_order(order: u32) -> EventEnvelope {
+    let mut e = envelope(order);
+    e.aggregate_id = format!("order-{order}");
+    e
+}
+
+#[tokio::test]
+async fn claim_ready_never_lets_an_event_overtake_an_older_one_of_its_aggregate() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let paid = tx.outbox().append(for_order(1), NOW).await.unwrap();
+    let other = tx.outbox().append(for_order(2), NOW).await.unwrap();
+    let refunded = tx.outbox().append(for_order(1), NOW).await.unwrap();
+    let third = tx.outbox().append(for_order(1), NOW).await.unwrap();
+    // Order 1's first event failed and backs off for a second.
+    tx.outbox()
+        .mark_retry(paid.id, "broker down", NOW + Duration::SECOND)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = db.store.begin().await.unwrap();
+    let due = tx.outbox().claim_ready(NOW, 10).await.unwrap();
+    assert_eq!(due.iter().map(|e| e.id).collect::<Vec<_>>(), [other.id]);
+    tx.commit().await.unwrap();
+
+    let mut tx = db.store.begin().await.unwrap();
+    let later = tx
+        .outbox()
+        .claim_ready(NOW + Duration::SECOND, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        later.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [paid.id, other.id, refunded.id, third.id]
+    );
+    // A limit that cuts an aggregate's run keeps its head.
+    let two = tx
+        .outbox()
+        .claim_ready(NOW + Duration::SECOND, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        two.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [paid.id, other.id]
+    );
+}
+
+#[tokio::test]
+async fn claim_ready_skips_an_aggregate_whose_older_event_another_relay_holds() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let first = tx.outbox().append(for_order(1), NOW).await.unwrap();
+    let second = tx.outbox().append(for_order(1), NOW).await.unwrap();
+    let other = tx.outbox().append(for_order(2), NOW).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut relay_a = db.store.begin().await.unwrap();
+    let a = relay_a.outbox().claim_ready(NOW, 1).await.unwrap();
+    assert_eq!(a.iter().map(|e| e.id).collect::<Vec<_>>(), [first.id]);
+    // Relay B must not publish order 1's second event while A publishes its first.
+    let mut relay_b = db.store.begin().await.unwrap();
+    let b = relay_b.outbox().claim_ready(NOW, 10).await.unwrap();
+    assert_eq!(b.iter().map(|e| e.id).collect::<Vec<_>>(), [other.id]);
+    relay_b.commit().await.unwrap();
+
+    relay_a.outbox().mark_sent(first.id, NOW).await.unwrap();
+    relay_a.commit().await.unwrap();
+    let mut relay_b = db.store.begin().await.unwrap();
+    let b = relay_b.outbox().claim_ready(NOW, 10).await.unwrap();
+    assert_eq!(
+        b.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [second.id, other.id]
+    );
+}

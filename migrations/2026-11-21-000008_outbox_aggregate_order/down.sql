@@ -1,0 +1,1 @@
+DROP INDEX outbox_events_ready_aggregate_idx;
