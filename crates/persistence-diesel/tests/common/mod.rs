@@ -97,12 +97,40 @@ pub async fn template() -> &'static str {
                 .await
                 .expect("mark template");
             }
+            // Templates of older migration sets are of no use any more.
+            for stale in stale_templates(&mut conn, &name).await {
+                conn.batch_execute(&format!("ALTER DATABASE {stale} WITH IS_TEMPLATE false"))
+                    .await
+                    .expect("unmark stale template");
+                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {stale} WITH (FORCE)"))
+                    .await
+                    .expect("drop stale template");
+            }
             conn.batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"))
                 .await
                 .expect("unlock");
             name
         })
         .await
+}
+
+async fn stale_templates(conn: &mut AsyncPgConnection, current: &str) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    diesel::sql_query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'shop\\_tmpl\\_%' AND datname <> $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(current)
+    .load::<Name>(conn)
+    .await
+    .expect("pg_database")
+    .into_iter()
+    .map(|n| n.datname)
+    .collect()
 }
 
 async fn is_template(conn: &mut AsyncPgConnection, name: &str) -> bool {
