@@ -35,7 +35,8 @@
 //!   so that a read can union several days in one script; ranking data is small.
 //!
 //! The scripts are in `src/lua/` and are the whole of the logic; `redis-benchmark` can run
-//! them as they are (see `docs/` for the measured figures).
+//! them as they are (the command is in `examples/gate_burst.rs`, which measures a burst
+//! through this adapter).
 //!
 //! Redis should run with `maxmemory-policy noeviction` (or without a memory limit); if keys
 //! are evicted anyway, the gate notices the missing counters and answers `Unloaded` instead of
