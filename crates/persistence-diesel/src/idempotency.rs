@@ -31,7 +31,8 @@ const COMPLETED: &str = "COMPLETED";
 
 /// One statement decides who starts: a new key is inserted; an existing one is taken over only
 /// if its first request died (an `IN_PROGRESS` claim older than the lease, same body) or its
-/// record is past retention (then it behaves as if purged). Everything else leaves the row
+/// record is past retention, counted from the claim or the completion (then it behaves as if
+/// purged, whatever the body). Everything else leaves the row
 /// alone and returns no row. The primary key serializes concurrent first requests: the second
 /// waits for the first's insert and then finds a fresh claim it may not take.
 const CLAIM: &str = "\
@@ -43,6 +44,7 @@ SET fingerprint = EXCLUDED.fingerprint, status = 'IN_PROGRESS', started_at = EXC
 WHERE (idempotency_keys.status = 'IN_PROGRESS'
        AND idempotency_keys.started_at <= $7
        AND idempotency_keys.fingerprint = EXCLUDED.fingerprint)
+   OR (idempotency_keys.status = 'IN_PROGRESS' AND idempotency_keys.started_at <= $8)
    OR (idempotency_keys.status = 'COMPLETED' AND idempotency_keys.completed_at <= $8)
 RETURNING started_at";
 

@@ -302,7 +302,8 @@ impl CouponRepository for PgTransaction {
     }
 
     async fn release_issue(&mut self, id: CouponIssueId, order: OrderId) -> Result<(), RepoError> {
-        // Only the order that used it can give it back; anything else is left as it is.
+        // Only the order that used it can give it back. The caller won that order's status
+        // change, so the issue must be its own: anything else is a bug, and nothing changes.
         let conn = self.conn()?;
         let updated = diesel::update(issues::table)
             .filter(issues::id.eq(id.0))
@@ -315,7 +316,12 @@ impl CouponRepository for PgTransaction {
             ))
             .execute(conn)
             .await;
-        self.check(updated).map(drop)
+        match self.check(updated)? {
+            1 => Ok(()),
+            _ => Err(RepoError::Internal(format!(
+                "coupon issue {id} is not USED by order {order}"
+            ))),
+        }
     }
 }
 

@@ -78,6 +78,14 @@ WHERE NOT EXISTS (
 )
 ORDER BY o.id";
 
+/// A bookkeeping update of a row the relay claimed: the row must exist.
+fn expect_one(updated: usize, id: OutboxId) -> Result<(), RepoError> {
+    match updated {
+        1 => Ok(()),
+        _ => Err(RepoError::Internal(format!("no outbox row {id}"))),
+    }
+}
+
 fn rows_into_domain(rows: Vec<OutboxRow>) -> Result<Vec<OutboxEvent>, RepoError> {
     rows.into_iter().map(OutboxRow::into_domain).collect()
 }
@@ -131,7 +139,7 @@ impl OutboxRepository for PgTransaction {
             ))
             .execute(conn)
             .await;
-        self.check(updated).map(drop)
+        expect_one(self.check(updated)?, id)
     }
 
     async fn mark_retry(
@@ -149,7 +157,7 @@ impl OutboxRepository for PgTransaction {
             ))
             .execute(conn)
             .await;
-        self.check(updated).map(drop)
+        expect_one(self.check(updated)?, id)
     }
 
     async fn mark_failed(&mut self, id: OutboxId, error: &str) -> Result<(), RepoError> {
@@ -162,7 +170,7 @@ impl OutboxRepository for PgTransaction {
             ))
             .execute(conn)
             .await;
-        self.check(updated).map(drop)
+        expect_one(self.check(updated)?, id)
     }
 
     async fn list(

@@ -1,7 +1,7 @@
 use crate::common::TestDb;
 use crate::common::fixtures::{NOW, coupon, new_coupon, order, product, user};
 use domain::coupon::{CouponIssueStatus, CouponScope, Discount, NewCouponIssue};
-use domain::ports::{IssueError, IssuedCounts, UnitOfWork};
+use domain::ports::{IssueError, IssuedCounts, RepoError, UnitOfWork};
 use domain::user::Role;
 use domain::{CouponId, CouponIssueId, UserId};
 
@@ -218,8 +218,15 @@ async fn issues_are_used_by_one_order_and_released_by_that_order_only() {
         None
     );
 
-    // Another order cannot give it back.
-    tx.coupons().release_issue(issue.id, o2.id).await.unwrap();
+    // Another order cannot give it back: a bug in the caller, and nothing changes.
+    assert!(matches!(
+        tx.coupons().release_issue(issue.id, o2.id).await,
+        Err(RepoError::Internal(_))
+    ));
+    assert!(matches!(
+        tx.coupons().release_issue(CouponIssueId(999), o1.id).await,
+        Err(RepoError::Internal(_))
+    ));
     assert_eq!(tx.coupons().get_issue(issue.id).await.unwrap(), Some(used));
 
     tx.coupons().release_issue(issue.id, o1.id).await.unwrap();

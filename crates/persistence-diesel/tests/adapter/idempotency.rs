@@ -196,7 +196,24 @@ async fn records_past_retention_behave_as_purged() {
             .unwrap(),
         IdempotencyStart::Replay(response(201))
     );
-    // Without a purge, an expired record is replaced on the next start.
+    // Without a purge, an expired record is replaced on the next start, whatever the body:
+    // a completed one counted from its completion, an abandoned claim from its start.
+    let stuck = scope(s.user_id.0, "stuck");
+    store.start(&request(&stuck, "A", NOW)).await.unwrap();
+    assert_eq!(
+        store
+            .start(&request(&stuck, "B", NOW + RETENTION - Duration::SECOND))
+            .await
+            .unwrap(),
+        IdempotencyStart::Mismatch
+    );
+    assert_eq!(
+        store
+            .start(&request(&stuck, "B", NOW + RETENTION))
+            .await
+            .unwrap(),
+        IdempotencyStart::Started
+    );
     let late = scope(s.user_id.0, "late");
     store.start(&request(&late, "A", NOW)).await.unwrap();
     store.complete(&late, &response(201), NOW).await.unwrap();

@@ -3,7 +3,7 @@ use crate::common::fixtures::NOW;
 use domain::OutboxId;
 use domain::outbox::{EventEnvelope, EventType, OutboxStatus};
 use domain::page::CursorPage;
-use domain::ports::{OutboxRetry, UnitOfWork};
+use domain::ports::{OutboxRetry, RepoError, UnitOfWork};
 use time::Duration;
 
 pub fn envelope(n: u32) -> EventEnvelope {
@@ -292,4 +292,23 @@ async fn claim_ready_skips_an_aggregate_whose_older_event_another_relay_holds() 
         b.iter().map(|e| e.id).collect::<Vec<_>>(),
         [second.id, other.id]
     );
+}
+
+#[tokio::test]
+async fn bookkeeping_of_an_unknown_row_is_a_bug() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let missing = OutboxId(999);
+    assert!(matches!(
+        tx.outbox().mark_sent(missing, NOW).await,
+        Err(RepoError::Internal(_))
+    ));
+    assert!(matches!(
+        tx.outbox().mark_retry(missing, "x", NOW).await,
+        Err(RepoError::Internal(_))
+    ));
+    assert!(matches!(
+        tx.outbox().mark_failed(missing, "x").await,
+        Err(RepoError::Internal(_))
+    ));
 }
