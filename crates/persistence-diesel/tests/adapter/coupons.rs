@@ -236,6 +236,11 @@ async fn issues_are_used_by_one_order_and_released_by_that_order_only() {
         (CouponIssueStatus::Issued, None, None)
     );
     assert_eq!(released.seq, 1);
+    // Released twice: refused.
+    assert!(matches!(
+        tx.coupons().release_issue(issue.id, o1.id).await,
+        Err(RepoError::Internal(_))
+    ));
     // Usable again.
     assert!(
         tx.coupons()
