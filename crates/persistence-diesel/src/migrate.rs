@@ -16,7 +16,7 @@ const MIGRATION_LOCK: i64 = 0x5348_4f50_4d49_4752; // "SHOPMIGR"
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("DATABASE_URL: cannot reach PostgreSQL at {url}: {reason}")]
+    #[error("cannot reach PostgreSQL at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("database migration failed: {0}")]
     Failed(String),

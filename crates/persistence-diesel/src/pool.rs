@@ -3,6 +3,7 @@
 use crate::config::{PgConfig, redact};
 use crate::health::PgHealthCheck;
 use crate::idempotency::PgIdempotencyStore;
+use deadpool::managed::PoolError;
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
@@ -15,12 +16,13 @@ pub struct PgStore {
     pub(crate) pool: Pool<AsyncPgConnection>,
 }
 
-/// Why [`connect`] failed. Its `Display` is the one line the bootstrap prints before exiting.
+/// Why [`connect`] failed. Its `Display` is one line, with the URL's password redacted; the
+/// bootstrap prefixes the variable it came from (`DATABASE_URL: ...`).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("DATABASE_URL: invalid pool settings: {0}")]
+    #[error("invalid pool settings: {0}")]
     Config(String),
-    #[error("DATABASE_URL: cannot reach PostgreSQL at {url}: {reason}")]
+    #[error("cannot reach PostgreSQL at {url}: {reason}")]
     Unreachable { url: String, reason: String },
 }
 
@@ -39,7 +41,13 @@ pub async fn connect(config: &PgConfig) -> Result<PgStore, ConnectError> {
         .map(drop)
         .map_err(|e| ConnectError::Unreachable {
             url: redact(&config.url),
-            reason: crate::error::from_pool(e).to_string(),
+            reason: match e {
+                PoolError::Backend(
+                    diesel_async::pooled_connection::PoolError::ConnectionError(e),
+                ) => e.to_string(),
+                PoolError::Timeout(_) => format!("no answer within {:?}", config.connect_timeout),
+                other => other.to_string(),
+            },
         })?;
     Ok(store)
 }
