@@ -9,6 +9,7 @@ use application::{CouponIssueMode, ShopConfig};
 use domain::sales::BusinessCalendar;
 use domain::wallet::WalletLimits;
 use std::fmt;
+use std::time::Duration;
 
 /// A configuration error: which variable, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,24 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// PostgreSQL pool settings (used only with `DATABASE_URL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbPool {
+    pub size: usize,
+    pub wait_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Default for DbPool {
+    fn default() -> Self {
+        Self {
+            size: 16,
+            wait_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `HOST` [127.0.0.1].
@@ -77,6 +96,14 @@ pub struct Config {
     pub kafka_brokers: Vec<String>,
     /// `DATA_PLATFORM_URL`; unset: events are logged.
     pub data_platform_url: Option<String>,
+    /// `DB_POOL_SIZE` [16], `DB_POOL_TIMEOUT_MS` [2000] (wait for a free connection),
+    /// `DB_STATEMENT_TIMEOUT_MS` [5000].
+    pub db_pool: DbPool,
+    /// `REDIS_KEY_PREFIX` [empty]: lets several shops share one Redis.
+    pub redis_key_prefix: String,
+    /// `KAFKA_TOPIC_PREFIX` [empty]: topic names are this plus the defaults of EVENTS.md
+    /// (`order.paid`, ...), so several shops (or environments) can share one cluster.
+    pub kafka_topic_prefix: String,
     /// `MIN_CHARGE`, `MAX_BALANCE`, `ORDER_PAYMENT_TTL_SECONDS`, `BUSINESS_TZ_OFFSET`,
     /// `COUPON_ISSUE_MODE`.
     pub shop: ShopConfig,
@@ -94,6 +121,9 @@ impl Default for Config {
             redis_url: None,
             kafka_brokers: Vec::new(),
             data_platform_url: None,
+            db_pool: DbPool::default(),
+            redis_key_prefix: String::new(),
+            kafka_topic_prefix: String::new(),
             shop: ShopConfig::default(),
             log_format: LogFormat::default(),
         }
@@ -149,6 +179,42 @@ impl Config {
         if let Some(raw) = get("DATA_PLATFORM_URL") {
             check_url("DATA_PLATFORM_URL", &raw, &["http", "https"])?;
             config.data_platform_url = Some(raw.trim_end_matches('/').to_owned());
+        }
+
+        if let Some(raw) = get("REDIS_KEY_PREFIX") {
+            if raw.contains(['{', '}']) || raw.len() > 64 {
+                return Err(invalid(
+                    "REDIS_KEY_PREFIX",
+                    "at most 64 characters, without { or }",
+                ));
+            }
+            config.redis_key_prefix = raw;
+        }
+        if let Some(raw) = get("KAFKA_TOPIC_PREFIX") {
+            let ok = raw.len() <= 100
+                && raw
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(invalid(
+                    "KAFKA_TOPIC_PREFIX",
+                    "at most 100 characters of [a-zA-Z0-9._-]",
+                ));
+            }
+            config.kafka_topic_prefix = raw;
+        }
+        if let Some(raw) = get("DB_POOL_SIZE") {
+            config.db_pool.size = parse_int("DB_POOL_SIZE", &raw, 1, 1_000)? as usize;
+        }
+        if let Some(raw) = get("DB_POOL_TIMEOUT_MS") {
+            config.db_pool.wait_timeout =
+                Duration::from_millis(parse_int("DB_POOL_TIMEOUT_MS", &raw, 1, 600_000)? as u64);
+        }
+        if let Some(raw) = get("DB_STATEMENT_TIMEOUT_MS") {
+            config.db_pool.statement_timeout =
+                Duration::from_millis(
+                    parse_int("DB_STATEMENT_TIMEOUT_MS", &raw, 1, 3_600_000)? as u64
+                );
         }
 
         let mut wallet = WalletLimits::default();

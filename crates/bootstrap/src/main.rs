@@ -1,5 +1,8 @@
 //! `shop`: the e-commerce backend. Configuration comes from the environment (see API.md);
 //! a bad value stops start-up with one line naming the variable and exit code 2.
+//!
+//! `shop` serves; `shop migrate` applies the embedded PostgreSQL migrations to `DATABASE_URL`
+//! and exits (serving applies them too).
 
 use bootstrap::{Application, Config, telemetry};
 use std::process::ExitCode;
@@ -26,25 +29,52 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
-        let app = match Application::build(config).await {
-            Ok(app) => app,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
-        if app.admin_token_generated() {
-            // Shown once, on stdout, for the operator; never logged.
-            println!("ADMIN_TOKEN (generated, shown once): {}", app.admin_token());
+    let command = std::env::args().nth(1);
+    match command.as_deref() {
+        None | Some("serve") => runtime.block_on(serve(config)),
+        Some("migrate") => runtime.block_on(migrate(config)),
+        Some(other) => {
+            eprintln!("error: unknown command {other:?} (known: serve, migrate)");
+            ExitCode::from(EXIT_CONFIG)
         }
-        tracing::info!(port = app.port(), "shop listening");
-        match app.run_until_stopped().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: server failed: {e}");
-                ExitCode::FAILURE
-            }
+    }
+}
+
+async fn migrate(config: Config) -> ExitCode {
+    let Some(url) = config.database_url else {
+        eprintln!("error: DATABASE_URL: must be set for `shop migrate`");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    match bootstrap::wiring::migrate(url.expose()).await {
+        Ok(applied) => {
+            println!("{} migration(s) applied", applied.len());
+            ExitCode::SUCCESS
         }
-    })
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if app.admin_token_generated() {
+        // Shown once, on stdout, for the operator; never logged.
+        println!("ADMIN_TOKEN (generated, shown once): {}", app.admin_token());
+    }
+    tracing::info!(port = app.port(), "shop listening");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

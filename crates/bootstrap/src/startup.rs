@@ -2,7 +2,7 @@
 //! the background workers and graceful shutdown.
 
 use crate::config::{Config, Secret};
-use crate::wiring::{self, Consumers, NotWired, Wiring};
+use crate::wiring::{self, Consumers, Wiring, WiringError};
 use crate::workers::Workers;
 use actix_web::HttpServer;
 use actix_web::dev::Server;
@@ -22,7 +22,7 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why the application could not start. Each displays as one line naming the culprit.
 #[derive(Debug)]
 pub enum StartupError {
-    NotWired(NotWired),
+    Wiring(WiringError),
     /// The listener could not be bound.
     Bind {
         address: String,
@@ -36,7 +36,7 @@ pub enum StartupError {
 impl std::fmt::Display for StartupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::NotWired(e) => e.fmt(f),
+            Self::Wiring(e) => e.fmt(f),
             Self::Bind { address, source } => {
                 write!(f, "HOST/PORT: cannot listen on {address}: {source}")
             }
@@ -48,9 +48,9 @@ impl std::fmt::Display for StartupError {
 
 impl std::error::Error for StartupError {}
 
-impl From<NotWired> for StartupError {
-    fn from(e: NotWired) -> Self {
-        Self::NotWired(e)
+impl From<WiringError> for StartupError {
+    fn from(e: WiringError) -> Self {
+        Self::Wiring(e)
     }
 }
 
@@ -66,7 +66,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let wiring = wiring::wire(&config)?;
+        let wiring = wiring::wire(&config).await?;
         Self::build_with(config, wiring).await
     }
 

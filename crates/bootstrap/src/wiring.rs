@@ -1,38 +1,48 @@
 //! Which adapter serves which port, decided once at start-up from the configuration.
 //!
 //! One function per port group. Each has an embedded (in-memory) branch, used when its
-//! variable is unset, and a named place where the production adapter plugs in
-//! (`postgres_store`, `redis_cache`, `kafka_broker`, `http_data_platform`). Until an adapter
-//! exists, setting its variable stops start-up with a clear line rather than silently running
-//! embedded: an operator who configured PostgreSQL must never get an in-memory shop.
+//! variable is unset, and a production branch: PostgreSQL (`DATABASE_URL`), Redis
+//! (`REDIS_URL`), Kafka (`KAFKA_BROKERS`), the data platform's HTTP API (`DATA_PLATFORM_URL`).
+//! A production adapter that cannot be set up stops start-up with one line naming its
+//! variable: an operator who configured PostgreSQL must never get an in-memory shop.
+
+mod positions;
+mod topics;
 
 use crate::config::Config;
 use application::handlers::{CouponIssuer, DataPlatformForwarder, RankingUpdater};
 use application::{Ports, ShopConfig};
+use domain::outbox::EventType;
 use domain::ports::{
-    Clock, CouponGate, DataPlatform, EventPublisher, HealthCheck, IdempotencyStore, RankingStore,
-    UnitOfWork,
+    Clock, CouponGate, DataPlatform, EventHandler, EventPublisher, HealthCheck, IdempotencyStore,
+    RankingStore, UnitOfWork,
 };
 use std::sync::Arc;
 
-/// A variable is set whose adapter is not part of this build yet.
+pub use positions::StorePositions;
+pub use topics::{PrefixedHandler, PrefixedPublisher};
+
+/// An adapter could not be set up; displays as one line naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotWired {
+pub struct WiringError {
     pub variable: &'static str,
-    pub adapter: &'static str,
+    pub message: String,
 }
 
-impl std::fmt::Display for NotWired {
+impl std::fmt::Display for WiringError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: is set, but the {} is not available in this build yet (unset it to run embedded)",
-            self.variable, self.adapter
-        )
+        write!(f, "{}: {}", self.variable, self.message)
     }
 }
 
-impl std::error::Error for NotWired {}
+impl std::error::Error for WiringError {}
+
+fn failed(variable: &'static str, message: impl std::fmt::Display) -> WiringError {
+    WiringError {
+        variable,
+        message: message.to_string(),
+    }
+}
 
 /// The transactional store and the idempotency records (they live in the same database).
 pub struct StoreGroup {
@@ -52,6 +62,12 @@ pub struct CacheGroup {
 pub enum Consumers {
     /// The in-process bus: its workers are started with the application.
     InProcess(memory::InProcessBus),
+    /// Kafka: one runner per handler, positions kept in the store.
+    Kafka {
+        clients: messaging_kafka::KafkaClients,
+        handlers: Vec<Arc<dyn EventHandler>>,
+        positions: Arc<dyn messaging_kafka::PositionStore>,
+    },
 }
 
 /// The broker side of the outbox relay and its consumers (Kafka in production).
@@ -68,20 +84,13 @@ pub struct Wiring {
     pub health: Vec<Arc<dyn HealthCheck>>,
 }
 
-pub fn wire(config: &Config) -> Result<Wiring, NotWired> {
+pub async fn wire(config: &Config) -> Result<Wiring, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(memory::SystemClock);
-    let store = store(config)?;
-    let cache = cache(config)?;
-    let broker = broker(config)?;
+    let store = store(config).await?;
+    let cache = cache(config).await?;
     let platform = data_platform(config)?;
-    subscribe_consumers(
-        &broker.consumers,
-        &store,
-        &cache,
-        platform,
-        clock.clone(),
-        &config.shop,
-    );
+    let handlers = handlers(&store, &cache, platform, clock.clone(), &config.shop);
+    let broker = broker(config, &store, handlers).await?;
     let health = [store.health, cache.health, broker.health].concat();
     Ok(Wiring {
         ports: Ports {
@@ -97,9 +106,9 @@ pub fn wire(config: &Config) -> Result<Wiring, NotWired> {
     })
 }
 
-pub fn store(config: &Config) -> Result<StoreGroup, NotWired> {
+pub async fn store(config: &Config) -> Result<StoreGroup, WiringError> {
     match &config.database_url {
-        Some(url) => postgres_store(url.expose()),
+        Some(url) => postgres_store(url.expose(), config).await,
         None => Ok(StoreGroup {
             store: Arc::new(memory::MemoryStore::new()),
             idempotency: Arc::new(memory::MemoryIdempotencyStore::new()),
@@ -108,17 +117,51 @@ pub fn store(config: &Config) -> Result<StoreGroup, NotWired> {
     }
 }
 
-/// Plug-in point for `persistence-diesel` (pool, migrations, health check `database`).
-fn postgres_store(_url: &str) -> Result<StoreGroup, NotWired> {
-    Err(NotWired {
-        variable: "DATABASE_URL",
-        adapter: "PostgreSQL adapter",
+/// Applies the embedded migrations, then opens the pool (failing fast when PostgreSQL is
+/// unreachable at start-up).
+async fn postgres_store(url: &str, config: &Config) -> Result<StoreGroup, WiringError> {
+    migrate(url).await?;
+    let mut pg = persistence_diesel::PgConfig::new(url);
+    pg.pool_size = config.db_pool.size;
+    pg.wait_timeout = config.db_pool.wait_timeout;
+    pg.statement_timeout = config.db_pool.statement_timeout;
+    let store = persistence_diesel::connect(&pg)
+        .await
+        .map_err(|e| failed("DATABASE_URL", e))?;
+    Ok(StoreGroup {
+        idempotency: Arc::new(store.idempotency()),
+        health: vec![Arc::new(store.health_check())],
+        store: Arc::new(store),
     })
 }
 
-pub fn cache(config: &Config) -> Result<CacheGroup, NotWired> {
+/// Applies the embedded migrations (also the `shop migrate` subcommand).
+pub async fn migrate(url: &str) -> Result<Vec<String>, WiringError> {
+    let applied = persistence_diesel::migrate(url)
+        .await
+        .map_err(|e| failed("DATABASE_URL", e))?;
+    for migration in &applied {
+        tracing::info!(%migration, "migration applied");
+    }
+    Ok(applied)
+}
+
+pub async fn cache(config: &Config) -> Result<CacheGroup, WiringError> {
     match &config.redis_url {
-        Some(url) => redis_cache(url.expose()),
+        Some(url) => {
+            // Succeeds while Redis is down (the gate then answers 503 until it returns); fails
+            // only on a URL it cannot use.
+            let settings = cache_redis::RedisSettings::new(url.expose())
+                .with_key_prefix(config.redis_key_prefix.clone());
+            let redis = cache_redis::connect_with(settings)
+                .await
+                .map_err(|e| failed("REDIS_URL", e))?;
+            Ok(CacheGroup {
+                gate: Arc::new(redis.coupon_gate()),
+                ranking: Arc::new(redis.ranking_store()),
+                health: vec![Arc::new(redis.health_check())],
+            })
+        }
         None => Ok(CacheGroup {
             gate: Arc::new(memory::MemoryCouponGate::new()),
             ranking: Arc::new(memory::MemoryRankingStore::new()),
@@ -127,69 +170,80 @@ pub fn cache(config: &Config) -> Result<CacheGroup, NotWired> {
     }
 }
 
-/// Plug-in point for `cache-redis` (gate, ranking, health check `cache`).
-fn redis_cache(_url: &str) -> Result<CacheGroup, NotWired> {
-    Err(NotWired {
-        variable: "REDIS_URL",
-        adapter: "Redis adapter",
-    })
-}
+/// The topics this service produces and consumes (EVENTS.md).
+pub const TOPICS: [&str; 3] = [
+    EventType::OrderPaid.default_topic(),
+    EventType::OrderRefunded.default_topic(),
+    EventType::CouponIssueRequested.default_topic(),
+];
 
-pub fn broker(config: &Config) -> Result<BrokerGroup, NotWired> {
-    if !config.kafka_brokers.is_empty() {
-        return kafka_broker(&config.kafka_brokers);
+pub async fn broker(
+    config: &Config,
+    store: &StoreGroup,
+    handlers: Vec<Arc<dyn EventHandler>>,
+) -> Result<BrokerGroup, WiringError> {
+    if config.kafka_brokers.is_empty() {
+        let bus = memory::InProcessBus::new();
+        for handler in handlers {
+            bus.subscribe(handler);
+        }
+        return Ok(BrokerGroup {
+            publisher: Arc::new(bus.clone()),
+            consumers: Consumers::InProcess(bus),
+            health: Vec::new(),
+        });
     }
-    let bus = memory::InProcessBus::new();
+    let clients = messaging_kafka::KafkaClients::new(messaging_kafka::KafkaSettings::new(
+        config.kafka_brokers.clone(),
+    ))
+    .map_err(|e| failed("KAFKA_BROKERS", e))?;
+    // A broker that is down at start-up must not stop the shop (orders keep working, events
+    // wait in the outbox); the publisher and the consumers create missing topics later.
+    let prefix = config.kafka_topic_prefix.clone();
+    let topics: Vec<String> = TOPICS.iter().map(|t| format!("{prefix}{t}")).collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    if let Err(e) = clients.ensure_topics(&topics).await {
+        tracing::warn!(error = %e, "could not create the topics at start-up; will retry on use");
+    }
+    let handlers = handlers
+        .into_iter()
+        .map(|handler| PrefixedHandler::wrap(handler, &prefix))
+        .collect();
     Ok(BrokerGroup {
-        publisher: Arc::new(bus.clone()),
-        consumers: Consumers::InProcess(bus),
-        health: Vec::new(),
+        publisher: PrefixedPublisher::wrap(Arc::new(clients.publisher()), &prefix),
+        health: vec![Arc::new(clients.health_check())],
+        consumers: Consumers::Kafka {
+            clients,
+            handlers,
+            positions: Arc::new(StorePositions::new(store.store.clone())),
+        },
     })
 }
 
-/// Plug-in point for `messaging-kafka` (producer, consumers, health check `broker`).
-fn kafka_broker(_brokers: &[String]) -> Result<BrokerGroup, NotWired> {
-    Err(NotWired {
-        variable: "KAFKA_BROKERS",
-        adapter: "Kafka adapter",
-    })
-}
-
-pub fn data_platform(config: &Config) -> Result<Arc<dyn DataPlatform>, NotWired> {
+pub fn data_platform(config: &Config) -> Result<Arc<dyn DataPlatform>, WiringError> {
     match &config.data_platform_url {
-        Some(url) => http_data_platform(url),
+        Some(url) => Ok(Arc::new(
+            messaging_kafka::data_platform::HttpDataPlatform::new(url)
+                .map_err(|e| failed("DATA_PLATFORM_URL", e))?,
+        )),
         None => Ok(Arc::new(memory::LoggingDataPlatform)),
     }
 }
 
-/// Plug-in point for the HTTP client that POSTs envelopes to `{DATA_PLATFORM_URL}/events`.
-fn http_data_platform(_url: &str) -> Result<Arc<dyn DataPlatform>, NotWired> {
-    Err(NotWired {
-        variable: "DATA_PLATFORM_URL",
-        adapter: "HTTP data-platform client",
-    })
-}
-
 /// The service's own consumers (EVENTS.md): ranking updater, data-platform forwarder and the
 /// asynchronous coupon issuer.
-fn subscribe_consumers(
-    consumers: &Consumers,
+fn handlers(
     store: &StoreGroup,
     cache: &CacheGroup,
     platform: Arc<dyn DataPlatform>,
     clock: Arc<dyn Clock>,
     shop: &ShopConfig,
-) {
-    match consumers {
-        Consumers::InProcess(bus) => {
-            bus.subscribe(Arc::new(RankingUpdater::new(
-                cache.ranking.clone(),
-                shop.calendar,
-            )));
-            bus.subscribe(Arc::new(DataPlatformForwarder::new(platform)));
-            bus.subscribe(Arc::new(CouponIssuer::new(store.store.clone(), clock)));
-        }
-    }
+) -> Vec<Arc<dyn EventHandler>> {
+    vec![
+        Arc::new(RankingUpdater::new(cache.ranking.clone(), shop.calendar)),
+        Arc::new(DataPlatformForwarder::new(platform)),
+        Arc::new(CouponIssuer::new(store.store.clone(), clock)),
+    ]
 }
 
 #[cfg(test)]
@@ -197,40 +251,32 @@ mod tests {
     use super::*;
     use crate::config::Secret;
 
-    #[test]
-    fn embedded_by_default() {
-        let wiring = wire(&Config::default()).unwrap();
+    #[tokio::test]
+    async fn embedded_by_default() {
+        let wiring = wire(&Config::default()).await.unwrap();
         assert!(wiring.health.is_empty());
+        assert!(matches!(wiring.consumers, Consumers::InProcess(_)));
     }
 
-    #[test]
-    fn a_configured_but_missing_adapter_is_refused_by_name() {
-        let refused = |config: Config| wire(&config).err().unwrap().variable;
-        let database_url = Some(Secret::new("postgres://localhost/shop"));
-        let redis_url = Some(Secret::new("redis://localhost"));
-        let kafka_brokers = vec!["localhost:9092".to_owned()];
-        let data_platform_url = Some("http://localhost:1".to_owned());
-        let d = Config::default;
+    #[tokio::test]
+    async fn an_unreachable_database_is_refused_by_name() {
+        let config = Config {
+            database_url: Some(Secret::new("postgres://postgres@127.0.0.1:1/shop")),
+            ..Config::default()
+        };
+        let error = wire(&config).await.err().unwrap();
+        assert_eq!(error.variable, "DATABASE_URL");
+        assert!(!error.message.contains('\n'), "one line: {error}");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_data_platform_url_is_refused_by_name() {
+        let config = Config {
+            data_platform_url: Some("ftp://example".into()),
+            ..Config::default()
+        };
         assert_eq!(
-            refused(Config {
-                database_url,
-                ..d()
-            }),
-            "DATABASE_URL"
-        );
-        assert_eq!(refused(Config { redis_url, ..d() }), "REDIS_URL");
-        assert_eq!(
-            refused(Config {
-                kafka_brokers,
-                ..d()
-            }),
-            "KAFKA_BROKERS"
-        );
-        assert_eq!(
-            refused(Config {
-                data_platform_url,
-                ..d()
-            }),
+            data_platform(&config).err().unwrap().variable,
             "DATA_PLATFORM_URL"
         );
     }

@@ -55,6 +55,18 @@ impl Workers {
                     handles.push(("event-consumer", handle));
                 }
             }
+            Consumers::Kafka {
+                clients,
+                handlers,
+                positions,
+            } => {
+                for handler in handlers {
+                    let runner = clients.consumer(handler.clone(), positions.clone());
+                    for handle in runner.start(stopped.clone()) {
+                        handles.push(("kafka-consumer", handle));
+                    }
+                }
+            }
         }
         Self { shutdown, handles }
     }

@@ -61,7 +61,7 @@ impl EventType {
         }
     }
 
-    pub fn default_topic(self) -> &'static str {
+    pub const fn default_topic(self) -> &'static str {
         match self {
             Self::OrderPaid => "order.paid",
             Self::OrderRefunded => "order.refunded",

@@ -146,7 +146,7 @@ impl TestApp {
         let (wiring, gate) = match profile.as_str() {
             "memory" => {
                 let gate = Arc::new(memory::MemoryCouponGate::new());
-                let mut wiring: Wiring = wiring::wire(&config).expect("wiring");
+                let mut wiring: Wiring = wiring::wire(&config).await.expect("wiring");
                 wiring.ports.gate = gate.clone();
                 (wiring, Some(gate))
             }
