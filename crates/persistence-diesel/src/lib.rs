@@ -8,6 +8,8 @@
 //!   back to the pool). `read` hands out a pooled connection without `BEGIN`.
 //! - [`PgIdempotencyStore`] keeps `Idempotency-Key` records, outside any unit of work.
 //! - [`PgHealthCheck`] is the `database` dependency of `/health/ready`.
+//! - [`AdvisoryLocks`] holds PostgreSQL session advisory locks on a dedicated connection
+//!   ("one instance at a time does X", e.g. one consumer per Kafka partition).
 //!
 //! Hot rows (stock, balances, coupon counters, order status) are changed by single conditional
 //! `UPDATE ... WHERE <condition> RETURNING` statements under READ COMMITTED: the row lock is
@@ -15,6 +17,7 @@
 //! row version after any wait, so no read-modify-write race exists. Store failures are mapped
 //! to [`RepoError`](domain::ports::RepoError) in one place, [`error`].
 
+pub mod advisory;
 mod config;
 pub mod error;
 mod health;
@@ -23,8 +26,11 @@ mod migrate;
 mod pool;
 mod repos;
 mod schema;
+#[cfg(feature = "test-support")]
+pub mod test_db;
 pub mod transaction;
 
+pub use advisory::AdvisoryLocks;
 pub use config::PgConfig;
 pub use health::PgHealthCheck;
 pub use idempotency::PgIdempotencyStore;
