@@ -1,17 +1,27 @@
 //! A typed test client: [`TestApp::spawn`] builds the real [`Application`] in-process on
 //! 127.0.0.1, port 0, and every test talks real HTTP to it with reqwest.
 //!
-//! Profiles: `TEST_PROFILE` selects the adapters (`memory`, the default and today the only
-//! one). Construction lives in [`TestApp::spawn_with`] only, so a PostgreSQL/Redis profile is
-//! one more arm there. `TEST_LOG=1` prints the server's logs.
+//! Profiles: `TEST_PROFILE` selects the adapters:
+//! - `memory` (default): the embedded in-memory adapters;
+//! - `full`: PostgreSQL (a fresh database cloned from a migrated template per app,
+//!   `TEST_DATABASE_URL`), Redis (`REDIS_URL`, a unique key prefix per app) and Kafka
+//!   (`KAFKA_BROKERS`, unique topic names per app), exactly as the binary wires them.
+//!
+//! Construction lives in [`TestApp::spawn_custom`] only. `TEST_LOG=1` prints the server's logs.
 
 #![allow(dead_code)]
 
 use application::Shop;
+use async_trait::async_trait;
 use bootstrap::wiring::{self, Wiring};
 use bootstrap::{Application, Config, LogFormat, Secret};
+use domain::coupon::Coupon;
+use domain::ports::{CouponGate, GateDecision, GateError, IssuedCounts};
+use domain::{CouponId, UserId};
+use persistence_diesel::test_db::FreshDatabase;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use tokio::sync::oneshot;
 
@@ -21,9 +31,46 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub admin_token: String,
     pub shop: Shop,
-    /// The in-memory gate, to simulate a Redis outage (memory profile only).
-    gate: Option<Arc<memory::MemoryCouponGate>>,
+    /// The gate as wired, behind a switch that simulates its outage.
+    gate: Arc<SwitchableGate>,
     stop: Option<oneshot::Sender<()>>,
+    /// The full profile's database, dropped after the application stops.
+    database: Option<FreshDatabase>,
+}
+
+/// A gate that answers `Unavailable` while switched off, as a gate whose Redis is down does
+/// (the real Redis outage is exercised in cache-redis's and the e2e failure tests).
+pub struct SwitchableGate {
+    inner: Arc<dyn CouponGate>,
+    available: AtomicBool,
+}
+
+impl SwitchableGate {
+    fn check(&self) -> Result<(), GateError> {
+        if self.available.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(GateError::Unavailable("switched off by the test".into()))
+        }
+    }
+}
+
+#[async_trait]
+impl CouponGate for SwitchableGate {
+    async fn try_acquire(&self, coupon: &Coupon, user: UserId) -> Result<GateDecision, GateError> {
+        self.check()?;
+        self.inner.try_acquire(coupon, user).await
+    }
+
+    async fn release(&self, coupon: CouponId, user: UserId) -> Result<(), GateError> {
+        self.check()?;
+        self.inner.release(coupon, user).await
+    }
+
+    async fn load(&self, coupon: &Coupon, counts: &IssuedCounts) -> Result<(), GateError> {
+        self.check()?;
+        self.inner.load(coupon, counts).await
+    }
 }
 
 impl Drop for TestApp {
@@ -143,15 +190,30 @@ impl TestApp {
         };
         tweak(&mut config);
         let profile = std::env::var("TEST_PROFILE").unwrap_or_else(|_| "memory".into());
-        let (wiring, gate) = match profile.as_str() {
-            "memory" => {
-                let gate = Arc::new(memory::MemoryCouponGate::new());
-                let mut wiring: Wiring = wiring::wire(&config).await.expect("wiring");
-                wiring.ports.gate = gate.clone();
-                (wiring, Some(gate))
+        let database = match profile.as_str() {
+            "memory" => None,
+            "full" => {
+                let database = FreshDatabase::new().await;
+                let unique = uuid_like().replace('-', "");
+                config.database_url = Some(Secret::new(database.url.clone()));
+                config.redis_url = Some(Secret::new(
+                    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+                ));
+                config.redis_key_prefix = format!("test:{unique}:");
+                config.kafka_brokers = vec![
+                    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+                ];
+                config.kafka_topic_prefix = format!("test.{unique}.");
+                Some(database)
             }
-            other => panic!("unknown TEST_PROFILE {other:?} (known: memory)"),
+            other => panic!("unknown TEST_PROFILE {other:?} (known: memory, full)"),
         };
+        let mut wiring: Wiring = wiring::wire(&config).await.expect("wiring");
+        let gate = Arc::new(SwitchableGate {
+            inner: wiring.ports.gate.clone(),
+            available: AtomicBool::new(true),
+        });
+        wiring.ports.gate = gate.clone();
         let mut wiring = wiring;
         rewire(&mut wiring);
         let admin_token = config
@@ -180,14 +242,12 @@ impl TestApp {
             shop,
             gate,
             stop: Some(stop),
+            database,
         }
     }
 
     pub fn set_gate_available(&self, available: bool) {
-        self.gate
-            .as_ref()
-            .expect("the gate switch exists in the memory profile")
-            .set_available(available);
+        self.gate.available.store(available, Ordering::SeqCst);
     }
 
     pub fn url(&self, path: &str) -> String {
