@@ -25,7 +25,7 @@ else
 fi
 
 echo "== every crate (adapters against the real services; API suite on the embedded profile)"
-run_tests --workspace "$@"
+run_tests --workspace --features messaging-kafka/kafka-tests "$@"
 
 if [ "$#" -eq 0 ]; then
   echo "== the HTTP API suite again on PostgreSQL + Redis + Kafka"
