@@ -49,6 +49,9 @@ pub struct StoreGroup {
     pub store: Arc<dyn UnitOfWork>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub health: Vec<Arc<dyn HealthCheck>>,
+    /// Advisory locks on the same database (PostgreSQL only): the Kafka consumers' partition
+    /// claims, so that several instances never consume one partition at once.
+    pub locks: Option<Arc<persistence_diesel::AdvisoryLocks>>,
 }
 
 /// The first-come gate and the ranking (Redis in production).
@@ -113,6 +116,7 @@ pub async fn store(config: &Config) -> Result<StoreGroup, WiringError> {
             store: Arc::new(memory::MemoryStore::new()),
             idempotency: Arc::new(memory::MemoryIdempotencyStore::new()),
             health: Vec::new(),
+            locks: None,
         }),
     }
 }
@@ -132,6 +136,7 @@ async fn postgres_store(url: &str, config: &Config) -> Result<StoreGroup, Wiring
         idempotency: Arc::new(store.idempotency()),
         health: vec![Arc::new(store.health_check())],
         store: Arc::new(store),
+        locks: Some(Arc::new(persistence_diesel::AdvisoryLocks::new(&pg))),
     })
 }
 
@@ -215,7 +220,10 @@ pub async fn broker(
         consumers: Consumers::Kafka {
             clients,
             handlers,
-            positions: Arc::new(StorePositions::new(store.store.clone())),
+            positions: Arc::new(match &store.locks {
+                Some(locks) => StorePositions::with_locks(store.store.clone(), locks.clone()),
+                None => StorePositions::new(store.store.clone()),
+            }),
         },
     })
 }
