@@ -99,6 +99,9 @@ pub struct Config {
     /// `DB_POOL_SIZE` [16], `DB_POOL_TIMEOUT_MS` [2000] (wait for a free connection),
     /// `DB_STATEMENT_TIMEOUT_MS` [5000].
     pub db_pool: DbPool,
+    /// `RATE_LIMIT_PER_SECOND` [50] and `RATE_LIMIT_BURST` [100]: requests per authenticated
+    /// user; 0 disables.
+    pub rate_limit: http_actix::RateLimit,
     /// `REDIS_KEY_PREFIX` [empty]: lets several shops share one Redis.
     pub redis_key_prefix: String,
     /// `KAFKA_TOPIC_PREFIX` [empty]: topic names are this plus the defaults of EVENTS.md
@@ -122,6 +125,7 @@ impl Default for Config {
             kafka_brokers: Vec::new(),
             data_platform_url: None,
             db_pool: DbPool::default(),
+            rate_limit: http_actix::RateLimit::default(),
             redis_key_prefix: String::new(),
             kafka_topic_prefix: String::new(),
             shop: ShopConfig::default(),
@@ -181,6 +185,13 @@ impl Config {
             config.data_platform_url = Some(raw.trim_end_matches('/').to_owned());
         }
 
+        if let Some(raw) = get("RATE_LIMIT_PER_SECOND") {
+            config.rate_limit.per_second =
+                parse_int("RATE_LIMIT_PER_SECOND", &raw, 0, 1_000_000)? as f64;
+        }
+        if let Some(raw) = get("RATE_LIMIT_BURST") {
+            config.rate_limit.burst = parse_int("RATE_LIMIT_BURST", &raw, 1, 1_000_000)? as f64;
+        }
         if let Some(raw) = get("REDIS_KEY_PREFIX") {
             if raw.contains(['{', '}']) || raw.len() > 64 {
                 return Err(invalid(

@@ -8,11 +8,12 @@ use actix_web::HttpServer;
 use actix_web::dev::Server;
 use application::{Shop, ShopError};
 use base64::Engine;
-use http_actix::ApiState;
+use http_actix::{ApiState, RateLimiter};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rand::RngCore;
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -97,6 +98,7 @@ impl Application {
             shop: shop.clone(),
             health: wiring.health,
             metrics: prometheus(),
+            rate_limiter: Arc::new(RateLimiter::new(config.rate_limit)),
         };
         let server = HttpServer::new(move || http_actix::app(state.clone()))
             .listen(listener)

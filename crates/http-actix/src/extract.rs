@@ -40,8 +40,18 @@ fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(token.to_owned()))
 }
 
+/// Authenticates, then takes one token from the caller's rate-limit bucket (429 before any
+/// use case runs).
 async fn resolve(state: web::Data<ApiState>, token: String) -> Result<Actor, ApiError> {
-    Ok(state.shop.authenticate(&token).await?)
+    let actor = state.shop.authenticate(&token).await?;
+    state
+        .rate_limiter
+        .check(actor.user_id)
+        .map_err(|retry_after_secs| {
+            metrics::counter!("http_rate_limited_total").increment(1);
+            ApiError::RateLimited { retry_after_secs }
+        })?;
+    Ok(actor)
 }
 
 /// A caller with a valid bearer token; anything else answers 401 `UNAUTHENTICATED`.

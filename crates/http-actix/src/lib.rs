@@ -13,12 +13,14 @@ mod handlers;
 mod idempotency;
 mod middleware;
 mod openapi;
+mod rate_limit;
 
 pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::MAX_BODY_BYTES;
 pub use idempotency::{HEADER as IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER};
 pub use middleware::{REQUEST_ID_HEADER, RequestId};
 pub use openapi::ApiDoc;
+pub use rate_limit::{RateLimit, RateLimiter};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -39,6 +41,8 @@ pub struct ApiState {
     pub health: Vec<Arc<dyn HealthCheck>>,
     /// Renders `/metrics`; the recorder behind it is installed by the binary.
     pub metrics: PrometheusHandle,
+    /// Per-user request budget, checked when the bearer token is resolved.
+    pub rate_limiter: Arc<RateLimiter>,
 }
 
 /// The complete application: routes plus the request-id / tracing / metrics middleware.

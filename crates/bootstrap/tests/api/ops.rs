@@ -225,3 +225,38 @@ async fn swagger_ui_is_served() {
     assert_eq!(r.status, 308);
     assert_eq!(r.header("location"), Some("/api-docs/"));
 }
+
+#[tokio::test]
+async fn a_user_over_its_rate_limit_gets_429_with_retry_after_and_changes_nothing() {
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limit = http_actix::RateLimit {
+            per_second: 1.0,
+            burst: 3.0,
+        };
+    })
+    .await;
+    let buyer = app.buyer().await;
+    // The burst: three requests pass (one charge among them).
+    app.charge(&buyer.token, 1_000).await.ok(200);
+    assert_eq!(app.balance(&buyer.token).await, 1_000);
+    app.get("/api/v1/users/me", Some(&buyer.token))
+        .await
+        .ok(200);
+
+    let refused = app.charge(&buyer.token, 1_000).await;
+    refused.problem(429, "RATE_LIMITED");
+    let retry_after: u64 = refused
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1, "{retry_after}");
+
+    // Another user is not affected; the refused charge left no trace.
+    let other = app.buyer().await;
+    app.get("/api/v1/users/me", Some(&other.token))
+        .await
+        .ok(200);
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    assert_eq!(app.balance(&buyer.token).await, 1_000);
+}
