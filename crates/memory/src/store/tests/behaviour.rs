@@ -562,9 +562,11 @@ async fn outbox_claims_due_ready_rows_oldest_first_and_tracks_statuses() {
         .unwrap();
     let ids =
         |rows: Vec<domain::outbox::OutboxEvent>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    // `third` is due but stays behind `second`, an older event of the same order that is
+    // backing off: one order's events are published in order.
     assert_eq!(
         ids(tx.outbox().claim_ready(T0, 10).await.unwrap()),
-        [seed.ready_event, third.id]
+        [seed.ready_event]
     );
     assert_eq!(
         ids(tx.outbox().claim_ready(later, 2).await.unwrap()),
