@@ -49,6 +49,17 @@ impl Shop {
     /// Stores the response (any status below 500 except 400) or releases the key (5xx: worth
     /// retrying; 400: not stored per API.md). Never fails the request: the response is already
     /// decided, and a lost record only means a retry runs the request again after the lease.
+    /// Releases a claimed key whose request never produced an answer (client gone, body lost):
+    /// the client's retry runs instead of waiting for the lease to end.
+    pub async fn abandon_idempotent(&self, scope: &IdempotencyScope) {
+        if let Err(e) = self.ports.idempotency.abandon(scope).await {
+            tracing::warn!(
+                user = %scope.user_id, path = %scope.path, error = %e,
+                "could not release an idempotency key; it expires with its lease"
+            );
+        }
+    }
+
     pub async fn finish_idempotent(&self, scope: &IdempotencyScope, response: StoredResponse) {
         let store = &self.ports.idempotency;
         let result = if worth_replaying(response.status) {

@@ -78,17 +78,14 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_owned();
-    if status == StatusCode::BAD_REQUEST || status.is_server_error() {
-        claim.release().await;
-    } else {
-        claim
-            .complete(StoredResponse {
-                status: status.as_u16(),
-                content_type,
-                body: bytes.to_vec(),
-            })
-            .await;
-    }
+    // The application decides what is worth replaying (not a 400, not a 5xx).
+    claim
+        .complete(StoredResponse {
+            status: status.as_u16(),
+            content_type,
+            body: bytes.to_vec(),
+        })
+        .await;
     Ok(response.set_body(BoxBody::new(bytes)))
 }
 
@@ -135,10 +132,7 @@ impl Drop for Claim {
     }
 }
 
-/// `finish_idempotent` stores every answer below 500; a 400 must not be stored, so the key is
-/// given back through the store's `abandon` directly.
+/// Gives the key back so that the client's retry runs instead of waiting for the lease.
 async fn release(shop: Shop, scope: IdempotencyScope) {
-    if let Err(e) = shop.ports().idempotency.abandon(&scope).await {
-        tracing::warn!(error = %e, "could not release an idempotency key; it expires with its lease");
-    }
+    shop.abandon_idempotent(&scope).await;
 }
