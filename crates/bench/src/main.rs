@@ -18,7 +18,7 @@ mod scenarios;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use report::{Machine, Ratio, Report, Target};
-use scenarios::{Env, ScenarioResult};
+use scenarios::{B0Shape, Env, ScenarioResult};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -162,6 +162,7 @@ async fn run(args: Args) -> Result<bool> {
         now.minute(),
         now.second()
     );
+    let machine = Machine::detect();
     let wanted: BTreeSet<String> = args.scenarios.iter().map(|s| s.to_lowercase()).collect();
     for s in &wanted {
         if !["b0", "b1", "b2", "b3", "b4"].contains(&s.as_str()) {
@@ -183,25 +184,52 @@ async fn run(args: Args) -> Result<bool> {
         notes.push("no --service-pid: peak RSS not measured".into());
     }
 
-    // B0 at every connection count a compared scenario uses.
-    let mut b0_conns: BTreeSet<usize> = BTreeSet::new();
+    // B0 at every connection count a compared scenario uses: steady for 10 s, and as a burst
+    // of the same size as B1 and B3 (their ceilings).
+    let mut b0_runs: Vec<(usize, B0Shape)> = Vec::new();
     if wanted.contains("b0") {
         for (s, c) in [
             ("b1", args.b1_conns),
-            ("b3", args.b3_conns),
             ("b4", args.b4_conns),
+            ("b3", args.b3_conns),
         ] {
-            if wanted.contains(s) {
-                b0_conns.insert(c);
+            if wanted.contains(s) && !b0_runs.iter().any(|(rc, _)| *rc == c) {
+                b0_runs.push((
+                    c,
+                    B0Shape::Steady {
+                        seconds: args.b0_seconds,
+                    },
+                ));
             }
         }
-        if b0_conns.is_empty() {
-            b0_conns.insert(args.b1_conns);
+        if wanted.contains("b1") {
+            b0_runs.push((
+                args.b1_conns,
+                B0Shape::Burst {
+                    requests: args.b1_users,
+                },
+            ));
+        }
+        if wanted.contains("b3") {
+            b0_runs.push((
+                args.b3_conns,
+                B0Shape::Burst {
+                    requests: args.b3_buyers,
+                },
+            ));
+        }
+        if b0_runs.is_empty() {
+            b0_runs.push((
+                args.b1_conns,
+                B0Shape::Steady {
+                    seconds: args.b0_seconds,
+                },
+            ));
         }
     }
-    for &c in &b0_conns {
-        log(&format!("B0 with {c} connections, {} s", args.b0_seconds));
-        let r = scenarios::b0(&env, c, args.b0_seconds).await?;
+    for &(c, shape) in &b0_runs {
+        log(&format!("B0 with {c} connections, {shape:?}"));
+        let r = scenarios::b0(&env, c, shape).await?;
         log(&describe(&r));
         results.push(r);
     }
@@ -313,22 +341,52 @@ async fn run(args: Args) -> Result<bool> {
         }
     }
 
-    let b0_rate = |conns: usize| {
+    let b0_rate = |id: &str| {
         results
             .iter()
-            .find(|r| r.id == format!("B0@{conns}"))
-            .map(|r| r.load.throughput_rps)
+            .find(|r| r.id == id)
+            .map(|r| (id.to_owned(), r.load.throughput_rps))
     };
     let mut ratios = Vec::new();
-    for (id, conns) in [
-        ("B1", args.b1_conns),
-        ("B3", args.b3_conns),
-        ("B4", args.b4_conns),
-    ] {
-        if let (Some(s), Some(c)) = (results.iter().find(|r| r.id == id), b0_rate(conns)) {
+    // The first entry per scenario is its ceiling (same shape); the steady one is shown too.
+    let compared = [
+        (
+            "B1",
+            scenarios::b0_id(
+                args.b1_conns,
+                B0Shape::Burst {
+                    requests: args.b1_users,
+                },
+            ),
+        ),
+        (
+            "B1",
+            scenarios::b0_id(args.b1_conns, B0Shape::Steady { seconds: 0 }),
+        ),
+        (
+            "B3",
+            scenarios::b0_id(
+                args.b3_conns,
+                B0Shape::Burst {
+                    requests: args.b3_buyers,
+                },
+            ),
+        ),
+        (
+            "B3",
+            scenarios::b0_id(args.b3_conns, B0Shape::Steady { seconds: 0 }),
+        ),
+        (
+            "B4",
+            scenarios::b0_id(args.b4_conns, B0Shape::Steady { seconds: 0 }),
+        ),
+    ];
+    for (id, ceiling) in compared {
+        if let (Some(s), Some((name, c))) = (results.iter().find(|r| r.id == id), b0_rate(&ceiling))
+        {
             ratios.push(Ratio {
                 scenario: id.into(),
-                ceiling: format!("B0@{conns}"),
+                ceiling: name,
                 ceiling_rate: c,
                 ratio: if c > 0.0 { s.rate() / c } else { 0.0 },
             });
@@ -353,7 +411,7 @@ async fn run(args: Args) -> Result<bool> {
         started_at,
         profile: args.profile.clone(),
         base_url: args.base_url.clone(),
-        machine: Machine::detect(),
+        machine,
         scenarios: results,
         ceilings,
         ratios,

@@ -11,6 +11,8 @@ pub struct Machine {
     pub cpu_model: String,
     pub memory_gib: f64,
     pub kernel: String,
+    /// `/proc/loadavg` when the run started: other work on the machine shows here.
+    pub loadavg_at_start: String,
 }
 
 impl Machine {
@@ -32,7 +34,12 @@ impl Machine {
             .unwrap_or_default()
             .trim()
             .to_owned();
+        let loadavg_at_start = std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         Self {
+            loadavg_at_start,
             nproc: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -84,14 +91,21 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "profile {} · {} × {} · {:.0} GiB",
-            self.profile, self.machine.nproc, self.machine.cpu_model, self.machine.memory_gib
+            "profile {} · {} × {} · {:.0} GiB · loadavg at start {}",
+            self.profile,
+            self.machine.nproc,
+            self.machine.cpu_model,
+            self.machine.memory_gib,
+            self.machine.loadavg_at_start
         );
         let _ = writeln!(
             out,
-            "| scenario | conns | size | requests | rate /s | p50 ms | p95 ms | p99 ms | non-2xx / errors | peak RSS MB | ceiling | ratio | checks |"
+            "| scenario | conns | size | requests | rate /s | p50 ms | p95 ms | p99 ms | non-2xx / errors | peak RSS MB | CPU s: shop / gen / other / idle | ceiling | ratio | checks |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
         for s in &self.scenarios {
             let (rate_label, lat) = match &s.unit {
                 Some((unit, summary)) => (
@@ -120,7 +134,7 @@ impl Report {
             let passed = s.checks.iter().filter(|c| c.passed).count();
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {}/{} {} |",
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {}/{} {} |",
                 s.id,
                 s.connections,
                 s.size,
@@ -138,6 +152,14 @@ impl Report {
                     .as_ref()
                     .map(|r| format!("{:.0}", r.peak_mb))
                     .unwrap_or_else(|| "–".into()),
+                s.rss
+                    .as_ref()
+                    .and_then(|r| r.cpu.as_ref())
+                    .map(|c| format!(
+                        "{:.1} / {:.1} / {:.1} / {:.1} in {:.1} s",
+                        c.service_s, c.generator_s, c.other_s, c.idle_s, c.wall_s
+                    ))
+                    .unwrap_or_else(|| "–".into()),
                 ceiling,
                 ratio,
                 passed,
@@ -148,7 +170,7 @@ impl Report {
         for c in &self.ceilings {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | – | {:.0} | {} | – | {} | – | – | – | – | – |",
+                "| {} | {} | {} | – | {:.0} | {} | – | {} | – | – | – | – | – | – |",
                 c.tool,
                 c.connections,
                 c.what,
@@ -160,6 +182,21 @@ impl Report {
                 c.p99_ms
                     .map(|v| format!("{v:.2}"))
                     .unwrap_or_else(|| "–".into()),
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Ratios to ceilings (the first per scenario is the one its target uses):"
+        );
+        for r in &self.ratios {
+            let _ = writeln!(
+                out,
+                "- {} / {} ({:.0}/s) = {:.0}%",
+                r.scenario,
+                r.ceiling,
+                r.ceiling_rate,
+                r.ratio * 100.0
             );
         }
         let _ = writeln!(out);

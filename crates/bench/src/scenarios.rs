@@ -114,15 +114,44 @@ fn outcome(a: &Answer) -> String {
 
 struct B0 {
     all: Recorder,
+    connections: usize,
+    /// A burst: this many requests in all (each goose user takes its share), like B1 and B3.
+    burst: Option<usize>,
 }
 
-pub async fn b0(env: &Env, connections: usize, seconds: usize) -> Result<ScenarioResult> {
+/// How B0 is run: for a fixed time (steady state), or as a burst of a fixed number of
+/// requests shaped like B1 and B3 (all users start at once, the run ends with the last
+/// request), so that start-up and tail weigh the same in the ceiling as in the scenario.
+#[derive(Clone, Copy, Debug)]
+pub enum B0Shape {
+    Steady { seconds: usize },
+    Burst { requests: usize },
+}
+
+pub fn b0_id(connections: usize, shape: B0Shape) -> String {
+    match shape {
+        B0Shape::Steady { .. } => format!("B0@{connections}"),
+        B0Shape::Burst { requests } => format!("B0@{connections}x{requests}"),
+    }
+}
+
+pub async fn b0(env: &Env, connections: usize, shape: B0Shape) -> Result<ScenarioResult> {
     let ctx = Arc::new(B0 {
         all: Recorder::new()?,
+        connections,
+        burst: match shape {
+            B0Shape::Burst { requests } => Some(requests),
+            B0Shape::Steady { .. } => None,
+        },
     });
     let scenario =
         Scenario::new("B0").register_transaction(transaction(ctx.clone(), "live", |user, ctx| {
             Box::pin(async move {
+                if let Some(total) = ctx.burst
+                    && next_index(user, ctx.connections, total).is_none()
+                {
+                    return Ok(());
+                }
                 send(
                     user,
                     &[&ctx.all],
@@ -136,16 +165,23 @@ pub async fn b0(env: &Env, connections: usize, seconds: usize) -> Result<Scenari
                 Ok(())
             })
         }));
+    let (length, size) = match shape {
+        B0Shape::Steady { seconds } => (Length::Seconds(seconds), format!("{seconds} s")),
+        B0Shape::Burst { requests } => (
+            Length::Iterations(iterations_for(requests, connections)),
+            format!("burst of {requests}"),
+        ),
+    };
     let rss = env.rss();
-    load::run(&env.host, scenario, connections, Length::Seconds(seconds)).await?;
+    load::run(&env.host, scenario, connections, length).await?;
     let rss = rss.map(RssSampler::finish);
     let load = ctx.all.summary();
     let bad = load.unexpected(&["200"]);
     Ok(ScenarioResult {
-        id: format!("B0@{connections}"),
+        id: b0_id(connections, shape),
         title: "GET /health/live (ceiling)".into(),
         connections,
-        size: format!("{seconds} s"),
+        size,
         requests: BTreeMap::from([("live".to_owned(), load.clone())]),
         load,
         unit: None,
