@@ -25,6 +25,7 @@ pub struct Recorder {
 struct Inner {
     latency_us: Histogram<u64>,
     outcomes: BTreeMap<String, u64>,
+    by_outcome: BTreeMap<String, Histogram<u64>>,
     first_start: Option<Instant>,
     last_end: Option<Instant>,
 }
@@ -42,6 +43,16 @@ pub struct Summary {
     pub max_ms: f64,
     /// `status` or `status CODE` → count.
     pub outcomes: BTreeMap<String, u64>,
+    /// Latency per outcome (a grant and a refusal take different paths).
+    pub by_outcome: BTreeMap<String, OutcomeLatency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeLatency {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 impl Summary {
@@ -68,6 +79,7 @@ impl Recorder {
             inner: Mutex::new(Inner {
                 latency_us,
                 outcomes: BTreeMap::new(),
+                by_outcome: BTreeMap::new(),
                 first_start: None,
                 last_end: None,
             }),
@@ -83,6 +95,14 @@ impl Recorder {
         let us = u64::try_from(us).unwrap_or(u64::MAX).max(1);
         let mut inner = self.lock();
         inner.latency_us.saturating_record(us);
+        if !inner.by_outcome.contains_key(&outcome)
+            && let Ok(h) = Histogram::new_with_bounds(1, 60_000_000, 3)
+        {
+            inner.by_outcome.insert(outcome.clone(), h);
+        }
+        if let Some(h) = inner.by_outcome.get_mut(&outcome) {
+            h.saturating_record(us);
+        }
         *inner.outcomes.entry(outcome).or_insert(0) += 1;
         inner.first_start = Some(inner.first_start.map_or(started, |f| f.min(started)));
         inner.last_end = Some(inner.last_end.map_or(ended, |l| l.max(ended)));
@@ -109,6 +129,21 @@ impl Recorder {
             p99_ms: ms(0.99),
             max_ms: inner.latency_us.max() as f64 / 1000.0,
             outcomes: inner.outcomes.clone(),
+            by_outcome: inner
+                .by_outcome
+                .iter()
+                .map(|(k, h)| {
+                    (
+                        k.clone(),
+                        OutcomeLatency {
+                            count: h.len(),
+                            p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+                            p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+                            max_ms: h.max() as f64 / 1000.0,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 }
@@ -289,6 +324,8 @@ mod tests {
         assert_eq!(s.requests, 101);
         assert_eq!(s.count("201"), 95);
         assert_eq!(s.unexpected(&["201", "409 COUPON_SOLD_OUT"]), 1);
+        assert_eq!(s.by_outcome["201"].count, 95);
+        assert!(s.by_outcome["409 COUPON_SOLD_OUT"].p50_ms >= 96.0);
         assert!((49.0..=51.0).contains(&s.p50_ms), "p50 {}", s.p50_ms);
         assert!((98.0..=100.1).contains(&s.p99_ms), "p99 {}", s.p99_ms);
         assert!((s.elapsed_s - 0.1).abs() < 0.001);

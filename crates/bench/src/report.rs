@@ -185,6 +185,26 @@ impl Report {
             );
         }
         let _ = writeln!(out);
+        let _ = writeln!(out, "Latency by outcome (count, p50 / p99 / max ms):");
+        for s in &self.scenarios {
+            if s.id.starts_with("B0") {
+                continue;
+            }
+            let parts: Vec<String> = s
+                .requests
+                .iter()
+                .flat_map(|(kind, summary)| {
+                    summary.by_outcome.iter().map(move |(o, l)| {
+                        format!(
+                            "{kind} {o}: {} × {:.2} / {:.2} / {:.2}",
+                            l.count, l.p50_ms, l.p99_ms, l.max_ms
+                        )
+                    })
+                })
+                .collect();
+            let _ = writeln!(out, "- {}: {}", s.id, parts.join("; "));
+        }
+        let _ = writeln!(out);
         let _ = writeln!(
             out,
             "Ratios to ceilings (the first per scenario is the one its target uses):"
