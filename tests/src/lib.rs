@@ -204,3 +204,61 @@ pub fn read_response(stream: &mut TcpStream) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// One request on a fresh connection that reports failure instead of panicking: for clients
+/// that keep talking to a server that may be killed under them. `headers` are extra request
+/// headers (an `Idempotency-Key`, say). A connection refused or reset, or an answer cut short
+/// (no status line), is an `Err`.
+pub fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("no complete HTTP response: {text:?}"),
+            )
+        })?;
+    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "response head cut short")
+    })?;
+    Ok((status, body.to_owned()))
+}
+
+impl Shop {
+    /// Sends SIGKILL (`kill -9`: no shutdown code runs) and reaps the process.
+    pub fn kill_9(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -9 {} failed", self.pid());
+        self.child.wait().expect("the killed process is reaped")
+    }
+}
