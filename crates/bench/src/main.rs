@@ -228,10 +228,36 @@ async fn run(args: Args) -> Result<bool> {
         }
     }
     for &(c, shape) in &b0_runs {
-        log(&format!("B0 with {c} connections, {shape:?}"));
-        let r = scenarios::b0(&env, c, shape).await?;
-        log(&describe(&r));
-        results.push(r);
+        // A burst lasts a second or two, so one is at the mercy of a passing hiccup: the
+        // ceiling is the best of three (all three rates are noted).
+        let tries = match shape {
+            B0Shape::Burst { .. } => 3,
+            B0Shape::Steady { .. } => 1,
+        };
+        let mut best: Option<ScenarioResult> = None;
+        let mut rates = Vec::new();
+        for _ in 0..tries {
+            log(&format!("B0 with {c} connections, {shape:?}"));
+            let r = scenarios::b0(&env, c, shape).await?;
+            log(&describe(&r));
+            rates.push(format!("{:.0}", r.load.throughput_rps));
+            if best
+                .as_ref()
+                .is_none_or(|b| r.load.throughput_rps > b.load.throughput_rps)
+            {
+                best = Some(r);
+            }
+        }
+        if let Some(best) = best {
+            if tries > 1 {
+                notes.push(format!(
+                    "{}: best of {tries} bursts, rates {} /s",
+                    best.id,
+                    rates.join(", ")
+                ));
+            }
+            results.push(best);
+        }
     }
 
     if wanted.contains("b1") {
