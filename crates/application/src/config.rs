@@ -21,6 +21,10 @@ pub struct ShopConfig {
     pub coupon_issue_mode: CouponIssueMode,
     /// How long a `/products/popular` answer is reused.
     pub popular_cache_ttl: std::time::Duration,
+    /// How long a resolved bearer token is reused (users and roles never change).
+    pub auth_cache_ttl: std::time::Duration,
+    /// How long a coupon's policy is reused on the issue path (policies never change).
+    pub coupon_cache_ttl: std::time::Duration,
     /// Outbox relay: attempts before a row is FAILED, and the first backoff (doubled each time).
     pub outbox_max_attempts: i32,
     pub outbox_base_backoff: time::Duration,
@@ -34,6 +38,8 @@ impl Default for ShopConfig {
             calendar: BusinessCalendar::default(),
             coupon_issue_mode: CouponIssueMode::Sync,
             popular_cache_ttl: std::time::Duration::from_secs(1),
+            auth_cache_ttl: std::time::Duration::from_secs(60),
+            coupon_cache_ttl: std::time::Duration::from_secs(5),
             outbox_max_attempts: 10,
             outbox_base_backoff: time::Duration::milliseconds(500),
         }

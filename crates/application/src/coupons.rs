@@ -109,7 +109,16 @@ impl Shop {
         id: CouponId,
     ) -> Result<IssueOutcome, ShopError> {
         let now = self.now();
-        let coupon = self.get_coupon(id).await?;
+        // Every request of a burst needs the same immutable policy: read it once per few
+        // seconds, not once per request (the gate and the store hold the counters).
+        let coupon = match self.caches.coupons.get(&id) {
+            Some(coupon) => coupon,
+            None => {
+                let coupon = self.get_coupon(id).await?;
+                self.caches.coupons.put(id, coupon.clone());
+                coupon
+            }
+        };
         coupon.check_window(now).map_err(|e| window_error(id, e))?;
         match self.acquire_grant(&coupon, actor.user_id).await? {
             GateDecision::Granted => {}

@@ -6,6 +6,7 @@
 //! and returns [`ShopError`], whose variants are exactly the stable error codes of API.md.
 
 mod actor;
+mod cache;
 mod config;
 mod error;
 mod support;
@@ -48,15 +49,34 @@ pub struct Ports {
 pub struct Shop {
     ports: Ports,
     config: Arc<ShopConfig>,
-    popular_cache: Arc<popular::PopularCache>,
+    caches: Arc<Caches>,
+}
+
+/// Short-lived answers reused across requests (see [`cache`] for why each is safe).
+struct Caches {
+    /// SHA-256 of a bearer token → the caller.
+    actors: cache::TtlCache<String, Actor>,
+    /// A coupon's policy, for the issue path's window check (counters are never read from it).
+    coupons: cache::TtlCache<domain::CouponId, domain::coupon::Coupon>,
+    popular: cache::TtlCache<(u32, u32), popular::Popular>,
+}
+
+impl Caches {
+    fn new(config: &ShopConfig) -> Self {
+        Self {
+            actors: cache::TtlCache::new(config.auth_cache_ttl, 100_000),
+            coupons: cache::TtlCache::new(config.coupon_cache_ttl, 10_000),
+            popular: cache::TtlCache::new(config.popular_cache_ttl, 1_000),
+        }
+    }
 }
 
 impl Shop {
     pub fn new(ports: Ports, config: ShopConfig) -> Self {
         Self {
             ports,
+            caches: Arc::new(Caches::new(&config)),
             config: Arc::new(config),
-            popular_cache: Arc::new(popular::PopularCache::default()),
         }
     }
 

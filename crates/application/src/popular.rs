@@ -11,7 +11,6 @@ use domain::ports::RankingRead;
 use domain::product::{FieldError, Product, ProductStatus};
 use domain::sales::ProductSales;
 use std::collections::HashMap;
-use std::time::Instant;
 use time::Date;
 
 #[derive(Debug, Clone)]
@@ -33,30 +32,6 @@ pub const MAX_LIMIT: u32 = 50;
 
 /// The most rows asked of a source while looking past OFF products.
 const MAX_FETCH: usize = 1_000;
-
-/// Answers reused for `ShopConfig::popular_cache_ttl`.
-#[derive(Default)]
-pub struct PopularCache {
-    entries: std::sync::Mutex<std::collections::HashMap<(u32, u32), (std::time::Instant, Popular)>>,
-}
-
-impl PopularCache {
-    /// A fresh answer for `key` covering the window that ends `today`. An answer from before
-    /// midnight is stale whatever its age: its window is another one.
-    fn get(&self, key: (u32, u32), today: Date, ttl: std::time::Duration) -> Option<Popular> {
-        // A poisoned lock only means a panic elsewhere while holding it; the map is still a map.
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(&key)
-            .filter(|(at, answer)| at.elapsed() < ttl && answer.to == today)
-            .map(|(_, answer)| answer.clone())
-    }
-
-    fn put(&self, key: (u32, u32), answer: &Popular) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.insert(key, (Instant::now(), answer.clone()));
-    }
-}
 
 fn check_bounds(days: u32, limit: u32) -> Result<(), ShopError> {
     let mut errors = Vec::new();
@@ -88,15 +63,13 @@ impl Shop {
             return Err(ShopError::Internal("empty business-day window".into()));
         };
         let key = (days, limit);
-        if let Some(hit) = self
-            .popular_cache
-            .get(key, to, self.config.popular_cache_ttl)
-        {
+        // An answer from before midnight is stale whatever its age: its window is another one.
+        if let Some(hit) = self.caches.popular.get_if(&key, |answer| answer.to == to) {
             return Ok(hit);
         }
         let items = self.rank_popular(&window, limit as usize).await?;
         let answer = Popular { from, to, items };
-        self.popular_cache.put(key, &answer);
+        self.caches.popular.put(key, answer.clone());
         Ok(answer)
     }
 

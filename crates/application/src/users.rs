@@ -74,13 +74,22 @@ impl Shop {
         if token.is_empty() {
             return Err(ShopError::Unauthenticated);
         }
+        let hash = hash_token(token);
+        if let Some(actor) = self.caches.actors.get(&hash.0) {
+            return Ok(actor);
+        }
         let mut tx = self.ports.store.read().await?;
-        let user = tx.users().find_by_token(&hash_token(token)).await?;
-        user.map(|u| Actor {
-            user_id: u.id,
-            role: u.role,
-        })
-        .ok_or(ShopError::Unauthenticated)
+        let user = tx.users().find_by_token(&hash).await?;
+        // Only hits are cached: a token that does not exist yet costs a lookup every time,
+        // which keeps sign-up → first request trivially correct.
+        let actor = user
+            .map(|u| Actor {
+                user_id: u.id,
+                role: u.role,
+            })
+            .ok_or(ShopError::Unauthenticated)?;
+        self.caches.actors.put(hash.0, actor);
+        Ok(actor)
     }
 
     /// Makes `token` the bearer token of the bootstrap administrator (`ADMIN_TOKEN`), creating
