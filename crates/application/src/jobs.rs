@@ -123,25 +123,37 @@ impl Shop {
         outcomes
     }
 
-    /// Cancels CREATED orders past their payment window (stock and coupon back).
+    /// Cancels CREATED orders past their payment window (stock and coupon back), up to `batch`
+    /// of them, each in its own transaction: one transaction over several orders would lock
+    /// their product rows order after order, not in one ascending order, and deadlock with
+    /// concurrent orders and cancels (each of which locks its products in ascending order).
     pub async fn expire_orders_once(&self, batch: u32) -> Result<usize, ShopError> {
-        let canceled = retry_on_conflict("expire_orders", || async {
-            let now = self.now();
-            let mut tx = self.ports.store.begin().await?;
-            let due = tx.orders().claim_expired(now, batch).await?;
-            let mut canceled = 0;
-            for order in &due {
+        let mut canceled = 0;
+        for _ in 0..batch {
+            let outcome = retry_on_conflict("expire_orders", || async {
+                let now = self.now();
+                let mut tx = self.ports.store.begin().await?;
+                let due = tx.orders().claim_expired(now, 1).await?;
+                let Some(order) = due.first() else {
+                    tx.commit().await?;
+                    return Ok(None);
+                };
                 // Claimed rows cannot be paid meanwhile, so `None` (lost the race) only happens
                 // on a store without row claims; such an order simply is not counted.
-                if cancel_unpaid(tx.as_mut(), order, now).await?.is_some() {
+                let done = cancel_unpaid(tx.as_mut(), order, now).await?.is_some();
+                tx.commit().await?;
+                if done {
                     tracing::info!(order = %order.id, "unpaid order expired");
-                    canceled += 1;
                 }
+                Ok(Some(done))
+            })
+            .await?;
+            match outcome {
+                None => break,
+                Some(true) => canceled += 1,
+                Some(false) => {}
             }
-            tx.commit().await?;
-            Ok(canceled)
-        })
-        .await?;
+        }
         if canceled > 0 {
             metrics::counter!("orders_canceled_total", "outcome" => "expired")
                 .increment(canceled as u64);

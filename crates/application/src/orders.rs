@@ -15,7 +15,7 @@ use domain::order::{
 };
 use domain::outbox::EventType;
 use domain::page::{CursorPage, Slice};
-use domain::ports::{Transaction, WalletChange};
+use domain::ports::{StockChangeError, Transaction, WalletChange};
 use domain::product::{Product, StockChange, StockReason};
 use domain::sales::{BusinessCalendar, ProductSales};
 use domain::wallet::WalletTransactionType;
@@ -254,6 +254,8 @@ async fn move_stock(
             .await
             .map_err(|e| match (reason, e) {
                 (StockReason::Order, e) => stock_error(item.product_id, item.quantity, e),
+                // A deadlock or serialization failure: run the transaction again.
+                (_, StockChangeError::Repo(e)) => e.into(),
                 // Giving stock back can only fail at MAX_STOCK (a seller raised it meanwhile):
                 // nothing the client can fix.
                 (_, e) => ShopError::Internal(format!(
