@@ -1,7 +1,7 @@
 //! Consumers of the service's own events (EVENTS.md, "Consumers inside the service").
 //!
-//! Delivery is at least once, so every handler is idempotent on the event id: the ranking
-//! store records each event id once, the coupon issuer records it in the inbox in the same
+//! Delivery is at least once, so every handler is idempotent: the ranking updater copies the
+//! roll-up (a redelivery only refreshes it again), the coupon issuer records it in the inbox in the same
 //! transaction as its effect, and the data platform receives the event id in the envelope it
 //! de-duplicates on.
 
@@ -14,8 +14,9 @@ use domain::ports::{
     Clock, DataPlatform, DeliveryError, EventHandler, HandleError, IssueError, RankingStore,
     RepoError, UnitOfWork,
 };
-use domain::sales::{BusinessCalendar, ProductSales};
+use domain::sales::BusinessCalendar;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 fn order_topics() -> Vec<&'static str> {
@@ -35,44 +36,96 @@ fn payload<T: DeserializeOwned>(envelope: &EventEnvelope) -> Result<T, HandleErr
     })
 }
 
-/// Keeps the ranking store's daily sorted sets in step with payments and refunds: `+quantity`
-/// on the business day of `paidAt`, `-quantity` on the business day of `refundedAt` (the same
-/// days the payment and refund transactions write to the roll-up).
+/// Keeps the ranking store's daily sorted sets in step with payments and refunds.
+///
+/// Each `order.paid` / `order.refunded` event makes its business day (of `paidAt` /
+/// `refundedAt`, the days the payment and refund transactions write to) be re-read from the
+/// roll-up and written to the ranking store whole. Adding the event's own quantities instead
+/// (`ZINCRBY`) double-counts whenever a day is rebuilt from the roll-up while events of
+/// payments already in it are still on their way — the roll-up is the truth (RULES.md), so the
+/// ranking is made a copy of it, which is idempotent and order-independent by construction.
+///
+/// Refreshes are coalesced: the event's payment committed before the event was published, so a
+/// refresh that reads the roll-up after the event arrived covers it; events arriving while a
+/// refresh of their day runs are covered by the next one, one read for a whole burst.
 pub struct RankingUpdater {
+    store: Arc<dyn UnitOfWork>,
     ranking: Arc<dyn RankingStore>,
     calendar: BusinessCalendar,
+    /// Per day: how many refreshes were asked for.
+    requested: std::sync::Mutex<HashMap<time::Date, u64>>,
+    /// Per day: up to which request the ranking is known fresh; held while refreshing.
+    refreshed: tokio::sync::Mutex<HashMap<time::Date, u64>>,
 }
 
 impl RankingUpdater {
-    pub fn new(ranking: Arc<dyn RankingStore>, calendar: BusinessCalendar) -> Self {
-        Self { ranking, calendar }
+    pub fn new(
+        store: Arc<dyn UnitOfWork>,
+        ranking: Arc<dyn RankingStore>,
+        calendar: BusinessCalendar,
+    ) -> Self {
+        Self {
+            store,
+            ranking,
+            calendar,
+            requested: std::sync::Mutex::new(HashMap::new()),
+            refreshed: tokio::sync::Mutex::new(HashMap::new()),
+        }
     }
 
-    /// The day and the signed deltas an event stands for; `None` for events it ignores.
-    fn deltas(
-        &self,
-        envelope: &EventEnvelope,
-    ) -> Result<Option<(time::Date, Vec<ProductSales>)>, HandleError> {
-        let (at, items, sign) = match envelope.event_type {
-            EventType::OrderPaid => {
-                let paid: OrderPaid = payload(envelope)?;
-                (paid.paid_at, paid.items, 1)
-            }
-            EventType::OrderRefunded => {
-                let refunded: OrderRefunded = payload(envelope)?;
-                (refunded.refunded_at, refunded.items, -1)
-            }
+    /// The business day an event changes; `None` for events it ignores.
+    fn day_of(&self, envelope: &EventEnvelope) -> Result<Option<time::Date>, HandleError> {
+        let at = match envelope.event_type {
+            EventType::OrderPaid => payload::<OrderPaid>(envelope)?.paid_at,
+            EventType::OrderRefunded => payload::<OrderRefunded>(envelope)?.refunded_at,
             EventType::CouponIssueRequested => return Ok(None),
         };
-        let deltas = items
-            .iter()
-            .map(|item| ProductSales {
-                product_id: item.product_id,
-                quantity: sign * item.quantity,
-            })
-            .collect();
-        Ok(Some((self.calendar.day_of(at), deltas)))
+        Ok(Some(self.calendar.day_of(at)))
     }
+
+    fn ask(&self, day: time::Date) -> u64 {
+        let mut requested = self
+            .requested
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ticket = requested.entry(day).or_insert(0);
+        *ticket += 1;
+        *ticket
+    }
+
+    fn asked(&self, day: time::Date) -> u64 {
+        self.requested
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&day)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Makes `day` in the ranking store equal to the roll-up as of now or later.
+    async fn refresh(&self, day: time::Date) -> Result<(), HandleError> {
+        let ticket = self.ask(day);
+        let mut refreshed = self.refreshed.lock().await;
+        if refreshed.get(&day).is_some_and(|&done| done >= ticket) {
+            return Ok(());
+        }
+        // Every request made until now is covered by the read below.
+        let covered = self.asked(day);
+        let totals = {
+            let mut view = self.store.read().await.map_err(retry)?;
+            view.sales().day_totals(day).await.map_err(retry)?
+        };
+        self.ranking
+            .rebuild_day(day, &totals)
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        refreshed.insert(day, covered);
+        Ok(())
+    }
+}
+
+fn retry(e: RepoError) -> HandleError {
+    HandleError::Retry(e.to_string())
 }
 
 #[async_trait]
@@ -86,14 +139,10 @@ impl EventHandler for RankingUpdater {
     }
 
     async fn handle(&self, envelope: &EventEnvelope) -> Result<(), HandleError> {
-        let Some((day, deltas)) = self.deltas(envelope)? else {
-            return Ok(());
-        };
-        // `record` counts each event id once, which makes redeliveries harmless.
-        self.ranking
-            .record(&envelope.event_id, day, &deltas)
-            .await
-            .map_err(|e| HandleError::Retry(e.to_string()))
+        match self.day_of(envelope)? {
+            Some(day) => self.refresh(day).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -232,7 +281,11 @@ impl EventHandler for CouponIssuer {
 impl Shop {
     /// The ranking updater over this shop's ranking store and business calendar.
     pub fn ranking_updater(&self) -> RankingUpdater {
-        RankingUpdater::new(self.ports.ranking.clone(), self.config.calendar)
+        RankingUpdater::new(
+            self.ports.store.clone(),
+            self.ports.ranking.clone(),
+            self.config.calendar,
+        )
     }
 
     /// The asynchronous coupon issuer over this shop's store.
@@ -246,6 +299,7 @@ mod tests {
     use super::*;
     use crate::events::{EventItem, ORDER_AGGREGATE, envelope};
     use domain::ports::{MockDataPlatform, MockRankingStore, RankingError};
+    use domain::sales::ProductSales;
     use domain::{OrderId, PaymentId, ProductId, UserId};
     use time::macros::{date, datetime};
 
@@ -307,38 +361,48 @@ mod tests {
             .collect()
     }
 
+    /// A store whose roll-up holds `totals` on `day`.
+    async fn store_with(day: time::Date, totals: &[(i64, i64)]) -> Arc<dyn UnitOfWork> {
+        let store = memory::MemoryStore::new();
+        let mut tx = store.begin().await.unwrap();
+        tx.sales().add(day, &sales(totals)).await.unwrap();
+        tx.commit().await.unwrap();
+        Arc::new(store)
+    }
+
     #[tokio::test]
-    async fn ranking_updater_adds_paid_quantities_on_the_business_day_of_payment() {
+    async fn ranking_updater_copies_the_rollup_of_the_business_day_of_payment() {
         // 16:00 UTC is already the next day in Seoul.
         let event = paid_event(datetime!(2026-11-21 16:00 UTC));
-        let expected_id = event.event_id.clone();
+        let day = date!(2026 - 11 - 22);
+        let store = store_with(day, &[(7, 5), (9, 1)]).await;
         let mut ranking = MockRankingStore::new();
         ranking
-            .expect_record()
-            .withf(move |id, day, deltas| {
-                id == expected_id
-                    && *day == date!(2026 - 11 - 22)
-                    && deltas == sales(&[(7, 2), (9, 1)]).as_slice()
+            .expect_rebuild_day()
+            .withf(move |d, totals| {
+                let mut totals = totals.to_vec();
+                totals.sort_by_key(|s| s.product_id);
+                *d == day && totals == sales(&[(7, 5), (9, 1)])
             })
             .times(1)
-            .returning(|_, _, _| Ok(()));
-        let updater = RankingUpdater::new(Arc::new(ranking), BusinessCalendar::default());
+            .returning(|_, _| Ok(()));
+        let updater = RankingUpdater::new(store, Arc::new(ranking), BusinessCalendar::default());
         assert_eq!(updater.handle(&event).await, Ok(()));
         assert_eq!(updater.topics(), ["order.paid", "order.refunded"]);
     }
 
     #[tokio::test]
-    async fn ranking_updater_subtracts_refunds_on_the_day_of_the_refund() {
+    async fn ranking_updater_refreshes_the_day_of_the_refund() {
         let event = refunded_event(datetime!(2026-11-21 14:59 UTC));
+        let day = date!(2026 - 11 - 21);
+        let store = store_with(day, &[(7, -2)]).await;
         let mut ranking = MockRankingStore::new();
         ranking
-            .expect_record()
-            .withf(|_, day, deltas| {
-                *day == date!(2026 - 11 - 21) && deltas == sales(&[(7, -2)]).as_slice()
-            })
+            .expect_rebuild_day()
+            .withf(move |d, totals| *d == day && totals == sales(&[(7, -2)]).as_slice())
             .times(1)
-            .returning(|_, _, _| Ok(()));
-        let updater = RankingUpdater::new(Arc::new(ranking), BusinessCalendar::default());
+            .returning(|_, _| Ok(()));
+        let updater = RankingUpdater::new(store, Arc::new(ranking), BusinessCalendar::default());
         assert_eq!(updater.handle(&event).await, Ok(()));
     }
 
@@ -346,9 +410,10 @@ mod tests {
     async fn ranking_updater_retries_when_the_ranking_store_is_down_and_skips_garbage() {
         let mut ranking = MockRankingStore::new();
         ranking
-            .expect_record()
-            .returning(|_, _, _| Err(RankingError::Unavailable("down".into())));
-        let updater = RankingUpdater::new(Arc::new(ranking), BusinessCalendar::default());
+            .expect_rebuild_day()
+            .returning(|_, _| Err(RankingError::Unavailable("down".into())));
+        let store = store_with(date!(2026 - 11 - 21), &[]).await;
+        let updater = RankingUpdater::new(store, Arc::new(ranking), BusinessCalendar::default());
         let event = paid_event(datetime!(2026-11-21 09:00 UTC));
         assert!(matches!(
             updater.handle(&event).await,

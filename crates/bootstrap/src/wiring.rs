@@ -248,7 +248,11 @@ fn handlers(
     shop: &ShopConfig,
 ) -> Vec<Arc<dyn EventHandler>> {
     vec![
-        Arc::new(RankingUpdater::new(cache.ranking.clone(), shop.calendar)),
+        Arc::new(RankingUpdater::new(
+            store.store.clone(),
+            cache.ranking.clone(),
+            shop.calendar,
+        )),
         Arc::new(DataPlatformForwarder::new(platform)),
         Arc::new(CouponIssuer::new(store.store.clone(), clock)),
     ]

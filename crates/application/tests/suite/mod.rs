@@ -101,6 +101,7 @@ macro_rules! run_suite {
             jobs::outbox_admin_is_for_admins_only,
             popular::ranking_is_rebuilt_from_the_rollup_with_refunds_subtracted,
             popular::ranking_follows_events_and_ignores_redeliveries,
+            popular::a_rebuild_racing_with_in_flight_events_counts_each_sale_once,
             popular::off_products_are_left_out,
             popular::rollup_answers_when_the_ranking_store_is_down,
             popular::window_follows_business_days,
