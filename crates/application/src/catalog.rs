@@ -103,12 +103,20 @@ impl Shop {
         actor: Option<Actor>,
         id: ProductId,
     ) -> Result<Product, ShopError> {
-        let mut tx = self.ports.store.read().await?;
-        let product = tx
-            .products()
-            .get(id)
-            .await?
-            .ok_or_else(|| ShopError::not_found("product", id))?;
+        let version = self.caches.catalog_version();
+        let product = match self.caches.products.get_if(&id, |(v, _)| *v == version) {
+            Some((_, product)) => product,
+            None => {
+                let mut tx = self.ports.store.read().await?;
+                let product = tx
+                    .products()
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| ShopError::not_found("product", id))?;
+                self.caches.products.put(id, (version, product.clone()));
+                product
+            }
+        };
         let manages = actor.is_some_and(|a| product.is_managed_by(a.user_id, a.is_admin()));
         if product.status == ProductStatus::Off && !manages {
             return Err(ShopError::not_found("product", id));
@@ -151,6 +159,7 @@ impl Shop {
         update: ProductUpdate,
     ) -> Result<Product, ShopError> {
         require_seller(actor, "change products")?;
+        let _changes_catalog = self.caches.catalog_write();
         let patch = ProductPatch::new(update.name.as_deref(), update.price, update.status)
             .map_err(ShopError::Validation)?;
         let now = self.now();
@@ -177,6 +186,7 @@ impl Shop {
         note: Option<String>,
     ) -> Result<Product, ShopError> {
         require_seller(actor, "adjust stock")?;
+        let _changes_catalog = self.caches.catalog_write();
         if delta == 0 || delta.unsigned_abs() > MAX_STOCK.unsigned_abs() {
             return Err(ShopError::validation(
                 "delta",

@@ -25,6 +25,9 @@ pub struct ShopConfig {
     pub auth_cache_ttl: std::time::Duration,
     /// How long a coupon's policy is reused on the issue path (policies never change).
     pub coupon_cache_ttl: std::time::Duration,
+    /// How long a product page is reused; local changes invalidate it at once, other
+    /// instances' changes show within this.
+    pub product_cache_ttl: std::time::Duration,
     /// Outbox relay: attempts before a row is FAILED, and the first backoff (doubled each time).
     pub outbox_max_attempts: i32,
     pub outbox_base_backoff: time::Duration,
@@ -40,6 +43,7 @@ impl Default for ShopConfig {
             popular_cache_ttl: std::time::Duration::from_secs(1),
             auth_cache_ttl: std::time::Duration::from_secs(60),
             coupon_cache_ttl: std::time::Duration::from_secs(5),
+            product_cache_ttl: std::time::Duration::from_secs(1),
             outbox_max_attempts: 10,
             outbox_base_backoff: time::Duration::milliseconds(500),
         }

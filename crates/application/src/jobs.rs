@@ -128,6 +128,7 @@ impl Shop {
     /// their product rows order after order, not in one ascending order, and deadlock with
     /// concurrent orders and cancels (each of which locks its products in ascending order).
     pub async fn expire_orders_once(&self, batch: u32) -> Result<usize, ShopError> {
+        let _changes_catalog = self.caches.catalog_write();
         let mut canceled = 0;
         for _ in 0..batch {
             let outcome = retry_on_conflict("expire_orders", || async {

@@ -59,6 +59,24 @@ struct Caches {
     /// A coupon's policy, for the issue path's window check (counters are never read from it).
     coupons: cache::TtlCache<domain::CouponId, domain::coupon::Coupon>,
     popular: cache::TtlCache<(u32, u32), popular::Popular>,
+    /// Product pages, stamped with the catalog version they were read at.
+    products: cache::TtlCache<domain::ProductId, (u64, domain::product::Product)>,
+    /// Bumped after every use case that may change a product (stock, price, status) has
+    /// finished, so a cached page read before (or during) a local change is never served
+    /// after it. Another instance's changes show within `product_cache_ttl`.
+    catalog_version: std::sync::atomic::AtomicU64,
+}
+
+/// Bumps the catalog version when dropped: at the end of a use case that changes products,
+/// after its commit, whether it succeeded, failed or was cancelled.
+struct CatalogWrite<'a>(&'a Caches);
+
+impl Drop for CatalogWrite<'_> {
+    fn drop(&mut self) {
+        self.0
+            .catalog_version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Caches {
@@ -67,7 +85,18 @@ impl Caches {
             actors: cache::TtlCache::new(config.auth_cache_ttl, 100_000),
             coupons: cache::TtlCache::new(config.coupon_cache_ttl, 10_000),
             popular: cache::TtlCache::new(config.popular_cache_ttl, 1_000),
+            products: cache::TtlCache::new(config.product_cache_ttl, 100_000),
+            catalog_version: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn catalog_version(&self) -> u64 {
+        self.catalog_version
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn catalog_write(&self) -> CatalogWrite<'_> {
+        CatalogWrite(self)
     }
 }
 

@@ -37,6 +37,7 @@ impl Shop {
         coupon_issue_id: Option<CouponIssueId>,
     ) -> Result<Order, ShopError> {
         validate_lines(&lines).map_err(ShopError::Validation)?;
+        let _changes_catalog = self.caches.catalog_write();
         let order = retry_on_conflict("place_order", || {
             self.place_order_attempt(actor, &lines, coupon_issue_id)
         })
@@ -132,6 +133,7 @@ impl Shop {
     /// changed the order first).
     #[tracing::instrument(skip_all, fields(user = %actor.user_id, order = %id))]
     pub async fn cancel_order(&self, actor: Actor, id: OrderId) -> Result<Order, ShopError> {
+        let _changes_catalog = self.caches.catalog_write();
         let order = retry_on_conflict("cancel_order", || self.cancel_attempt(actor, id)).await?;
         let outcome = if order.status == OrderStatus::Refunded {
             "refunded"

@@ -316,3 +316,29 @@ pub async fn stock_adjustments_are_ledgered_and_never_go_negative(shop: Shop) {
     assert_eq!(ledger[1].note.as_deref(), Some("restock"));
     kit.assert_ledger_consistent(product).await;
 }
+
+/// Product pages are cached briefly; every local change (order, cancel, expiry, adjustment,
+/// update) must show on the very next read.
+pub async fn a_product_page_never_shows_stock_from_before_a_change(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let seller = kit.seller().await;
+    let p = kit.product(seller, 1_000, 10).await.id;
+    let buyer = kit.funded_buyer(100_000).await;
+    let stock = |kit: &Kit| {
+        let shop = kit.shop.clone();
+        async move { shop.get_product(None, p).await.unwrap().stock }
+    };
+    assert_eq!(stock(&kit).await, 10);
+    let order = kit.order(buyer, &[(p, 3)]).await;
+    assert_eq!(stock(&kit).await, 7);
+    kit.shop.cancel_order(buyer, order.id).await.unwrap();
+    assert_eq!(stock(&kit).await, 10);
+    kit.shop.adjust_stock(seller, p, -4, None).await.unwrap();
+    assert_eq!(stock(&kit).await, 6);
+    let update = ProductUpdate {
+        price: Some(2_000),
+        ..ProductUpdate::default()
+    };
+    kit.shop.update_product(seller, p, update).await.unwrap();
+    assert_eq!(kit.shop.get_product(None, p).await.unwrap().price, 2_000);
+}
