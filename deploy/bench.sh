@@ -62,9 +62,13 @@ if [ "$PROFILE" = full ]; then
     TANSU_STARTED=1
   fi
   DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
+  # Topics of their own: the broker outlives the run, and a fresh database consuming an old
+  # topic from offset 0 would replay earlier runs' events into it (coupon.issue.requested
+  # from an async-mode run issued coupons to this run's users with the same ids).
   SHOP_ENV+=(DATABASE_URL="$DATABASE_URL"
              REDIS_URL="redis://127.0.0.1:6379/$REDIS_DB"
-             KAFKA_BROKERS="127.0.0.1:${TANSU_PORT:-9092}")
+             KAFKA_BROKERS="127.0.0.1:${TANSU_PORT:-9092}"
+             KAFKA_TOPIC_PREFIX="${DB_NAME}.")
   BENCH_ARGS+=(--database-url "$DATABASE_URL"
                --redis-host 127.0.0.1 --redis-port 6379 --redis-db "$GATE_REDIS_DB")
 fi
