@@ -27,10 +27,6 @@ pub(crate) fn ranking_built(prefix: &str, day: Date) -> String {
     format!("{prefix}{{ranking}}:day:{}:built", iso(day))
 }
 
-pub(crate) fn ranking_event(prefix: &str, event_id: &str) -> String {
-    format!("{prefix}{{ranking}}:event:{event_id}")
-}
-
 pub(crate) fn ranking_scratch(prefix: &str) -> String {
     format!("{prefix}{{ranking}}:tmp:{}", uuid::Uuid::new_v4())
 }
@@ -74,7 +70,6 @@ mod tests {
         let ranking_slots = [
             ranking_day("p:", day),
             ranking_built("p:", date!(2026 - 12 - 31)),
-            ranking_event("p:", "0b9f"),
             ranking_scratch("p:"),
         ]
         .map(|k| fred::util::redis_keyslot(k.as_bytes()));

@@ -30,7 +30,7 @@
 //!   `{coupon:<id>}:staging:<uuid>` (transient, while loading): expire with the coupon plus
 //!   [`RedisSettings::counter_margin`].
 //! - `{ranking}:day:<YYYY-MM-DD>` (sorted set product → net quantity), `…:built` markers,
-//!   `{ranking}:event:<event id>` (de-duplication), `{ranking}:tmp:<uuid>` (scratch): expire
+//!   `{ranking}:tmp:<uuid>` (scratch): expire
 //!   [`RedisSettings::ranking_retention_days`] after the day. All ranking keys share one slot
 //!   so that a read can union several days in one script; ranking data is small.
 //!
@@ -73,7 +73,7 @@ pub struct RedisSettings {
     pub pool_size: usize,
     /// Gate counters live until the coupon's `expires_at` plus this margin.
     pub counter_margin: Duration,
-    /// Ranking days (and event de-duplication records) live this many days after the day.
+    /// Ranking days live this many days after the day.
     /// Must exceed the longest window read (30 days).
     pub ranking_retention_days: u32,
 }

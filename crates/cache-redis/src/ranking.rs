@@ -1,5 +1,5 @@
 //! The "popular products" read model: one sorted set per business day (product id → net
-//! quantity), fed by the ranking updater, rebuilt from the store's roll-up when missing.
+//! quantity), written whole from the store's roll-up by the ranking updater and when missing.
 
 use crate::conn::{Conn, LuaScript};
 use crate::keys;
@@ -11,8 +11,6 @@ use fred::prelude::*;
 use std::sync::LazyLock;
 use time::{Date, OffsetDateTime};
 
-static RECORD: LazyLock<LuaScript> =
-    LazyLock::new(|| LuaScript::new("ranking_record", include_str!("lua/ranking_record.lua")));
 static TOP: LazyLock<LuaScript> =
     LazyLock::new(|| LuaScript::new("ranking_top", include_str!("lua/ranking_top.lua")));
 static REBUILD: LazyLock<LuaScript> =
@@ -55,8 +53,7 @@ impl RedisRankingStore {
         }
     }
 
-    /// Unix seconds at which a day's keys (and the de-duplication records of its events)
-    /// expire: the end of the day plus the retention, and never in the past, so that a late
+    /// Unix seconds at which a day's keys expire: the end of the day plus the retention, and never in the past, so that a late
     /// rebuild of an old day is still readable for a while.
     fn expire_at(&self, day: Date) -> i64 {
         let end_of_day = day.midnight().assume_utc() + time::Duration::days(1);
@@ -68,30 +65,6 @@ impl RedisRankingStore {
 
 #[async_trait]
 impl RankingStore for RedisRankingStore {
-    async fn record(
-        &self,
-        event_id: &str,
-        day: Date,
-        deltas: &[ProductSales],
-    ) -> Result<(), RankingError> {
-        let prefix = self.conn.prefix();
-        let keys = vec![
-            keys::ranking_event(prefix, event_id),
-            keys::ranking_day(prefix, day),
-        ];
-        let mut args = vec![Value::from(self.expire_at(day))];
-        flatten(deltas, &mut args);
-        let counted = self
-            .conn
-            .eval(&RECORD, keys, args)
-            .await
-            .map_err(unavailable)?;
-        if counted.as_i64() == Some(0) {
-            tracing::debug!(event_id, "ranking: event already counted");
-        }
-        Ok(())
-    }
-
     async fn top(&self, days: &[Date], limit: usize) -> Result<RankingRead, RankingError> {
         if days.is_empty() || limit == 0 {
             return Ok(RankingRead::Ranked(Vec::new()));

@@ -485,49 +485,20 @@ const D2: Date = date!(2026 - 11 - 20);
 const D3: Date = date!(2026 - 11 - 21);
 
 #[tokio::test]
-async fn recording_counts_each_event_once() {
-    let fx = Fixture::new().await;
-    let store = fx.redis.ranking_store();
-    store.rebuild_day(D3, &[]).await.unwrap();
-    store
-        .record("e1", D3, &sales(&[(1, 2), (2, 1)]))
-        .await
-        .unwrap();
-    store
-        .record("e1", D3, &sales(&[(1, 2), (2, 1)]))
-        .await
-        .unwrap(); // redelivered
-    store.record("e2", D3, &sales(&[(2, 3)])).await.unwrap();
-    store.record("e3", D3, &sales(&[(1, -1)])).await.unwrap(); // a refund
-    assert_eq!(
-        ranked(store.top(&[D3], 10).await.unwrap()),
-        [(2, 4), (1, 1)]
-    );
-    fx.cleanup().await;
-}
-
-#[tokio::test]
 async fn top_sums_days_breaks_ties_by_lower_id_and_drops_non_positive() {
     let fx = Fixture::new().await;
     let store = fx.redis.ranking_store();
-    for day in [D1, D2, D3] {
-        store.rebuild_day(day, &[]).await.unwrap();
-    }
     // 9 and 10 tie at 5: Redis would order them "10" < "9" as strings; we want 9 first.
     store
-        .record("a", D1, &sales(&[(10, 3), (9, 1)]))
+        .rebuild_day(D1, &sales(&[(10, 3), (9, 1)]))
         .await
         .unwrap();
     store
-        .record("b", D2, &sales(&[(10, 2), (9, 4), (100, 7)]))
+        .rebuild_day(D2, &sales(&[(10, 2), (9, 4), (100, 7)]))
         .await
         .unwrap();
     store
-        .record("c", D3, &sales(&[(3, 5), (4, 1), (5, 2)]))
-        .await
-        .unwrap();
-    store
-        .record("d", D3, &sales(&[(5, -2), (6, -1)]))
+        .rebuild_day(D3, &sales(&[(3, 5), (4, 1), (5, 0), (6, -1)]))
         .await
         .unwrap();
 
@@ -548,17 +519,15 @@ async fn top_sums_days_breaks_ties_by_lower_id_and_drops_non_positive() {
     assert_eq!(ranked(store.top(&[D1], 1).await.unwrap()), [(10, 3)]);
     assert_eq!(ranked(store.top(&days, 0).await.unwrap()), []);
     assert_eq!(ranked(store.top(&[], 5).await.unwrap()), []);
-    // No scratch key survives a read: 3 days × (set + marker) + 4 event records.
-    assert_eq!(fx.cleanup().await, 10);
+    // No scratch key survives a read: 3 days × (set + marker).
+    assert_eq!(fx.cleanup().await, 6);
 }
 
 #[tokio::test]
-async fn days_never_built_are_reported_missing_even_with_recorded_events() {
+async fn days_never_built_are_reported_missing() {
     let fx = Fixture::new().await;
     let store = fx.redis.ranking_store();
     store.rebuild_day(D2, &sales(&[(1, 1)])).await.unwrap();
-    // Events recorded before the first rebuild do not make the day complete.
-    store.record("x", D3, &sales(&[(1, 5)])).await.unwrap();
     assert_eq!(
         store.top(&[D1, D2, D3], 5).await.unwrap(),
         RankingRead::MissingDays(vec![D1, D3])
@@ -583,7 +552,10 @@ async fn rebuild_replaces_the_day() {
         .rebuild_day(D3, &sales(&[(1, 9), (2, 1)]))
         .await
         .unwrap();
-    store.record("r1", D3, &sales(&[(3, 4)])).await.unwrap();
+    store
+        .rebuild_day(D3, &sales(&[(1, 9), (2, 1), (3, 4)]))
+        .await
+        .unwrap();
     // The roll-up is the truth: product 3 was (say) never paid, 1 has 2 now, 4 has 0.
     store
         .rebuild_day(D3, &sales(&[(1, 2), (2, 1), (4, 0)]))
@@ -596,12 +568,13 @@ async fn rebuild_replaces_the_day() {
         .await
         .unwrap();
     assert_eq!(members, 2, "zero totals are not stored");
+    // The day's set expires too (the day is long past: at least the one-hour floor).
+    assert!(fx.ttl("{ranking}:day:2026-11-21").await > 0);
     // An empty roll-up empties the day but keeps it built.
     store.rebuild_day(D3, &[]).await.unwrap();
     assert_eq!(ranked(store.top(&[D3], 5).await.unwrap()), []);
     // Ranking keys expire (the day is long past: at least the one-hour floor).
     assert!(fx.ttl("{ranking}:day:2026-11-21:built").await > 0);
-    assert!(fx.ttl("{ranking}:event:r1").await > 0);
     fx.cleanup().await;
 }
 

@@ -1,19 +1,16 @@
 //! The popular-products read model, in process: one board of net quantities per business day.
 //!
-//! Which days count as built (the `MissingDays` contract):
+//! Boards are written whole by `rebuild_day` (the ranking updater copies a day from the
+//! roll-up). Which days count as built (the `MissingDays` contract):
 //! - [`MemoryRankingStore::new`] treats **every day as built**. This is the embedded default:
 //!   the board and the in-memory roll-up start empty together in the same process, and the
-//!   in-process bus feeds every paid/refunded event to the board from the start, so the board is
-//!   complete without a rebuild (and a rebuild could double count an event still in flight).
+//!   updater refreshes a day whenever a payment or refund of it is published.
 //! - [`MemoryRankingStore::cold`] starts with **no day built**, like a fresh Redis in front of a
-//!   durable roll-up (PostgreSQL without Redis). A day becomes built only by `rebuild_day`;
-//!   `record` on an unbuilt day still adds its deltas (as `ZINCRBY` would), and the rebuild then
-//!   replaces them with the roll-up's totals.
+//!   durable roll-up (PostgreSQL without Redis). A day becomes built only by `rebuild_day`.
 //! - [`MemoryRankingStore::mark_missing`] and [`MemoryRankingStore::clear`] drop days (an evicted
 //!   key, a restarted Redis) so tests can drive the rebuild path in either mode.
 //!
-//! Invariants: each event id is applied at most once (kept across rebuilds, so a redelivery
-//! after a rebuild does not count twice); `top` reads all requested days under one lock.
+//! Invariant: `top` reads all requested days under one lock.
 
 use async_trait::async_trait;
 use domain::ProductId;
@@ -27,8 +24,6 @@ use time::Date;
 #[derive(Debug, Default)]
 struct Boards {
     days: HashMap<Date, HashMap<ProductId, i64>>,
-    /// Event ids already applied.
-    recorded: HashSet<String>,
     /// `true`: every day is built except those in `missing`; `false`: only those in `built`.
     every_day_built: bool,
     built: HashSet<Date>,
@@ -95,8 +90,7 @@ impl MemoryRankingStore {
         boards.missing.insert(day);
     }
 
-    /// Drops everything, including the de-duplication records (a Redis restarted empty): no day
-    /// is built any more, whatever the mode.
+    /// Drops everything (a Redis restarted empty): no day is built any more, whatever the mode.
     pub fn clear(&self) {
         let mut boards = self.lock();
         *boards = Boards::default();
@@ -124,24 +118,6 @@ impl MemoryRankingStore {
 
 #[async_trait]
 impl RankingStore for MemoryRankingStore {
-    async fn record(
-        &self,
-        event_id: &str,
-        day: Date,
-        deltas: &[ProductSales],
-    ) -> Result<(), RankingError> {
-        self.check_available()?;
-        let mut boards = self.lock();
-        if !boards.recorded.insert(event_id.to_owned()) {
-            return Ok(());
-        }
-        let board = boards.days.entry(day).or_default();
-        for delta in deltas {
-            *board.entry(delta.product_id).or_default() += delta.quantity;
-        }
-        Ok(())
-    }
-
     async fn top(&self, days: &[Date], limit: usize) -> Result<RankingRead, RankingError> {
         self.check_available()?;
         let boards = self.lock();
@@ -203,12 +179,10 @@ mod tests {
     const D2: Date = date!(2026 - 11 - 21);
 
     #[tokio::test]
-    async fn records_once_per_event_and_ranks_over_days() {
+    async fn ranks_over_days_with_ties_to_the_lower_id() {
         let ranking = MemoryRankingStore::new();
-        ranking.record("e1", D1, &[s(1, 3), s(2, 5)]).await.unwrap();
-        ranking.record("e1", D1, &[s(1, 3), s(2, 5)]).await.unwrap();
-        ranking.record("e2", D2, &[s(1, 2), s(3, 4)]).await.unwrap();
-        ranking.record("e3", D2, &[s(3, -4)]).await.unwrap();
+        ranking.rebuild_day(D1, &[s(1, 3), s(2, 5)]).await.unwrap();
+        ranking.rebuild_day(D2, &[s(1, 2), s(3, 0)]).await.unwrap();
         let read = ranking.top(&[D1, D2], 10).await.unwrap();
         // 1 and 2 tie at 5: the lower id first; 3 nets to zero and is left out.
         assert_eq!(read, RankingRead::Ranked(vec![s(1, 5), s(2, 5)]));
@@ -221,30 +195,28 @@ mod tests {
     #[tokio::test]
     async fn cold_store_reports_unbuilt_days_until_rebuilt() {
         let ranking = MemoryRankingStore::cold();
-        ranking.record("e1", D2, &[s(1, 1)]).await.unwrap();
         assert_eq!(
             ranking.top(&[D1, D2], 5).await.unwrap(),
             RankingRead::MissingDays(vec![D1, D2])
         );
         ranking.rebuild_day(D1, &[s(2, 7)]).await.unwrap();
         ranking.rebuild_day(D2, &[s(1, 1)]).await.unwrap();
-        // The rebuild replaced D2 (it already held e1's delta): no double count.
         assert_eq!(
             ranking.top(&[D1, D2], 5).await.unwrap(),
             RankingRead::Ranked(vec![s(2, 7), s(1, 1)])
         );
-        // A redelivery of an event recorded before the rebuild does not count again.
-        ranking.record("e1", D2, &[s(1, 1)]).await.unwrap();
+        // A rebuild replaces the day, it never adds to it.
+        ranking.rebuild_day(D2, &[s(1, 3)]).await.unwrap();
         assert_eq!(
             ranking.top(&[D2], 5).await.unwrap(),
-            RankingRead::Ranked(vec![s(1, 1)])
+            RankingRead::Ranked(vec![s(1, 3)])
         );
     }
 
     #[tokio::test]
     async fn missing_days_and_outages_can_be_simulated() {
         let ranking = MemoryRankingStore::new();
-        ranking.record("e1", D1, &[s(1, 1)]).await.unwrap();
+        ranking.rebuild_day(D1, &[s(1, 1)]).await.unwrap();
         ranking.mark_missing(D1);
         assert_eq!(
             ranking.top(&[D1, D2], 5).await.unwrap(),
@@ -257,7 +229,6 @@ mod tests {
         );
         ranking.set_available(false);
         assert!(ranking.top(&[D1], 5).await.is_err());
-        assert!(ranking.record("e9", D1, &[s(1, 1)]).await.is_err());
         assert!(ranking.rebuild_day(D1, &[]).await.is_err());
         ranking.set_available(true);
         ranking.clear();

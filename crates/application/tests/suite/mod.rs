@@ -192,16 +192,6 @@ impl SwitchRanking {
 
 #[async_trait]
 impl RankingStore for SwitchRanking {
-    async fn record(
-        &self,
-        event_id: &str,
-        day: Date,
-        deltas: &[ProductSales],
-    ) -> Result<(), RankingError> {
-        self.check()?;
-        self.inner.record(event_id, day, deltas).await
-    }
-
     async fn top(&self, days: &[Date], limit: usize) -> Result<RankingRead, RankingError> {
         self.check()?;
         self.inner.top(days, limit).await

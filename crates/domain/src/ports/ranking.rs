@@ -22,20 +22,6 @@ pub enum RankingRead {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait RankingStore: Send + Sync {
-    /// Adds signed quantity deltas to `day`, exactly once per `event_id` (a redelivered event
-    /// MUST NOT count twice).
-    ///
-    /// Not used by the shop's own ranking updater any more: adding event quantities races
-    /// with `rebuild_day` (a day rebuilt from the roll-up while events of payments already in
-    /// it are in flight counts them twice), so the updater refreshes whole days instead.
-    /// Kept for incremental feeds that own their day exclusively; a candidate for removal.
-    async fn record(
-        &self,
-        event_id: &str,
-        day: Date,
-        deltas: &[ProductSales],
-    ) -> Result<(), RankingError>;
-
     /// The top `limit` products over `days`.
     async fn top(&self, days: &[Date], limit: usize) -> Result<RankingRead, RankingError>;
 
