@@ -1,19 +1,19 @@
 use crate::error;
+use crate::recycle::PgPool;
 use async_trait::async_trait;
-use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use domain::ports::HealthCheck;
 use std::time::Duration;
 
 /// The `database` dependency of `/health/ready`: a pooled connection answers `SELECT 1`.
 #[derive(Clone)]
 pub struct PgHealthCheck {
-    pool: Pool<AsyncPgConnection>,
+    pool: PgPool,
     timeout: Duration,
 }
 
 impl PgHealthCheck {
-    pub(crate) fn new(pool: Pool<AsyncPgConnection>, timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(pool: PgPool, timeout: Option<Duration>) -> Self {
         Self {
             pool,
             timeout: timeout.unwrap_or(Duration::from_secs(2)),

@@ -5,12 +5,12 @@
 //! transaction rolling back.
 
 use crate::error;
+use crate::recycle::PgPool;
 use async_trait::async_trait;
 use diesel::OptionalExtension;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
-use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use domain::idempotency::{
     IN_PROGRESS_LEASE, IdempotencyRequest, IdempotencyScope, IdempotencyStart, RETENTION,
     StoredResponse,
@@ -23,7 +23,7 @@ use crate::schema::idempotency_keys as keys;
 /// The [`IdempotencyStore`] on the shared pool.
 #[derive(Clone)]
 pub struct PgIdempotencyStore {
-    pool: Pool<AsyncPgConnection>,
+    pool: PgPool,
 }
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
@@ -66,7 +66,7 @@ struct KeyRow {
 }
 
 impl PgIdempotencyStore {
-    pub(crate) fn new(pool: Pool<AsyncPgConnection>) -> Self {
+    pub(crate) fn new(pool: PgPool) -> Self {
         Self { pool }
     }
 

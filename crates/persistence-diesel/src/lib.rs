@@ -24,6 +24,7 @@ mod health;
 mod idempotency;
 mod migrate;
 mod pool;
+mod recycle;
 mod repos;
 mod schema;
 #[cfg(feature = "test-support")]

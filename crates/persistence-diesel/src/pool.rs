@@ -3,9 +3,9 @@
 use crate::config::{PgConfig, redact};
 use crate::health::PgHealthCheck;
 use crate::idempotency::PgIdempotencyStore;
+use crate::recycle::{PgManager, PgPool, VERIFY_AFTER_IDLE};
 use deadpool::managed::PoolError;
 use diesel::ConnectionError;
-use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures::FutureExt;
@@ -13,7 +13,7 @@ use futures::FutureExt;
 /// The store: a pool of PostgreSQL connections. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct PgStore {
-    pub(crate) pool: Pool<AsyncPgConnection>,
+    pub(crate) pool: PgPool,
 }
 
 /// Why [`connect`] failed. Its `Display` is one line, with the URL's password redacted; the
@@ -61,9 +61,10 @@ impl PgStore {
         let setup = session_settings(config);
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // Every new connection gets the session settings before the pool hands it out. A
-        // reused connection is checked with a `SELECT 1` first (the default "verified"
-        // recycling), so connections broken by a database restart are replaced rather than
-        // handed to a request: the service recovers by itself when the database returns.
+        // reused connection is refused when closed or broken, and checked with a `SELECT 1`
+        // when it sat idle (see `recycle`), so connections broken by a database restart are
+        // replaced rather than handed to a request: the service recovers by itself when the
+        // database returns.
         manager_config.custom_setup = Box::new(move |url| {
             let setup = setup.clone();
             async move {
@@ -77,7 +78,7 @@ impl PgStore {
         });
         let manager =
             AsyncDieselConnectionManager::new_with_config(config.url.clone(), manager_config);
-        let pool = Pool::builder(manager)
+        let pool = PgPool::builder(PgManager::new(manager, VERIFY_AFTER_IDLE))
             .max_size(config.pool_size)
             .wait_timeout(Some(config.wait_timeout))
             .create_timeout(Some(config.connect_timeout))

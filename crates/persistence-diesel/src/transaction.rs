@@ -29,9 +29,9 @@
 
 use crate::error;
 use crate::pool::PgStore;
+use crate::recycle::PgConnection;
 use async_trait::async_trait;
 use diesel::QueryResult;
-use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 use domain::ports::{
     CouponRepository, InboxRepository, OrderRepository, OutboxRepository, PaymentRepository,
@@ -49,7 +49,7 @@ enum Mode {
 
 /// One unit of work on one pooled connection. Implements every repository port.
 pub struct PgTransaction {
-    conn: Option<Object<AsyncPgConnection>>,
+    conn: Option<PgConnection>,
     mode: Mode,
     /// Set while `COMMIT` is in flight: if the commit future is dropped then, the session's
     /// state is unknown.
@@ -185,7 +185,7 @@ impl Drop for PgTransaction {
     }
 }
 
-fn roll_back_in_background(mut conn: Object<AsyncPgConnection>) {
+fn roll_back_in_background(mut conn: PgConnection) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(async move {
@@ -203,6 +203,6 @@ fn roll_back_in_background(mut conn: Object<AsyncPgConnection>) {
 /// Takes the connection out of the pool for good and closes it: PostgreSQL aborts the open
 /// transaction of a session whose client went away, and the pool opens a fresh connection
 /// when it needs one.
-fn detach(conn: Object<AsyncPgConnection>) {
-    drop(Object::take(conn));
+fn detach(conn: PgConnection) {
+    drop(PgConnection::take(conn));
 }

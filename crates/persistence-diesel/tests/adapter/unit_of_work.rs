@@ -309,7 +309,7 @@ async fn lost_connections_answer_unavailable_and_the_pool_recovers_by_itself() {
     let lost = tx.products().get(p.id).await;
     assert!(matches!(lost, Err(RepoError::Unavailable(_))), "{lost:?}");
     drop(tx);
-    // The idle pooled connection was killed too; checkout verifies it and opens a new one.
+    // The idle pooled connection was killed too; checkout finds it closed and opens a new one.
     let mut read = db.store.read().await.unwrap();
     assert_eq!(read.products().get(p.id).await.unwrap().unwrap().stock, 3);
     assert!(db.store.health_check().check().await.is_ok());

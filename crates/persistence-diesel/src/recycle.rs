@@ -1,0 +1,169 @@
+//! How a pooled connection is checked before it is handed out again.
+//!
+//! diesel-async's manager verifies every checkout with a `SELECT 1` round trip. Under load a
+//! connection goes back and out within microseconds, so that query is pure cost: a checkout
+//! (order + payment) made 4 of its 26 round trips for it. This manager skips it for a
+//! connection whose last checkout is recent, and verifies the rest as before:
+//!
+//! - a connection that tokio-postgres already knows to be closed (the server ended the
+//!   session: restart, `pg_terminate_backend`, idle timeout) or whose transaction state is
+//!   broken is refused either way (`is_broken`), so the common case of a database restart is
+//!   still caught at checkout;
+//! - a connection idle for longer than [`VERIFY_AFTER_IDLE`] gets the `SELECT 1`, as before;
+//! - what is left — a session that died silently within the last second — fails its request
+//!   with `Unavailable` (503) and is then discarded as broken, as any connection lost
+//!   mid-request is.
+
+use deadpool::managed::{Manager, Metrics, RecycleResult};
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, PoolError, PoolableConnection,
+};
+use std::time::Duration;
+
+/// Connections checked out again within this are not pinged.
+pub(crate) const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// The pool's manager: diesel-async's, with the ping skipped for recently used connections.
+pub(crate) struct PgManager {
+    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+    verify_after_idle: Duration,
+}
+
+impl PgManager {
+    pub(crate) fn new(
+        inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+        verify_after_idle: Duration,
+    ) -> Self {
+        Self {
+            inner,
+            verify_after_idle,
+        }
+    }
+}
+
+impl Manager for PgManager {
+    type Type = AsyncPgConnection;
+    type Error = PoolError;
+
+    async fn create(&self) -> Result<AsyncPgConnection, PoolError> {
+        self.inner.create().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<PoolError> {
+        // `last_used` is the time since this connection was last handed out.
+        if metrics.last_used() < self.verify_after_idle
+            && !std::thread::panicking()
+            && !conn.is_broken()
+        {
+            return Ok(());
+        }
+        self.inner.recycle(conn, metrics).await
+    }
+}
+
+/// The pool of [`PgManager`] connections.
+pub(crate) type PgPool = deadpool::managed::Pool<PgManager>;
+
+/// A connection checked out of [`PgPool`].
+pub(crate) type PgConnection = deadpool::managed::Object<PgManager>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel_async::pooled_connection::{ManagerConfig, RecyclingMethod};
+    use futures::FutureExt as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The server every PostgreSQL test uses (same default as `test_db::server_url`).
+    fn server_url() -> String {
+        std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    /// A pool of one connection whose verification query is counted.
+    fn counting_pool(verify_after_idle: Duration) -> (PgPool, Arc<AtomicUsize>) {
+        let pings = Arc::new(AtomicUsize::new(0));
+        let counter = pings.clone();
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        config.recycling_method = RecyclingMethod::CustomFunction(Box::new(move |conn| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                use diesel_async::SimpleAsyncConnection as _;
+                conn.batch_execute("SELECT 1").await
+            }
+            .boxed()
+        }));
+        let inner = AsyncDieselConnectionManager::new_with_config(server_url(), config);
+        let pool = PgPool::builder(PgManager::new(inner, verify_after_idle))
+            .max_size(1)
+            .build()
+            .expect("pool");
+        (pool, pings)
+    }
+
+    #[tokio::test]
+    async fn a_connection_handed_out_again_at_once_is_not_pinged() {
+        let (pool, pings) = counting_pool(Duration::from_secs(60));
+        for _ in 0..5 {
+            drop(pool.get().await.expect("checkout"));
+        }
+        assert_eq!(pings.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_pinged_before_it_is_handed_out() {
+        let (pool, pings) = counting_pool(Duration::ZERO);
+        for _ in 0..5 {
+            drop(pool.get().await.expect("checkout"));
+        }
+        // The first checkout creates the connection; each later one verifies it.
+        assert_eq!(pings.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_replaced_even_when_recently_used() {
+        let (pool, pings) = counting_pool(Duration::from_secs(60));
+        let pid = {
+            let mut conn = pool.get().await.expect("checkout");
+            backend_pid(&mut conn).await
+        };
+        {
+            let (other, _) = counting_pool(Duration::ZERO);
+            let mut killer = other.get().await.expect("checkout");
+            use diesel_async::RunQueryDsl as _;
+            diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
+                .execute(&mut *killer)
+                .await
+                .expect("terminate");
+        }
+        // tokio-postgres notices the closed socket on its own task.
+        let mut replaced = None;
+        for _ in 0..50 {
+            let mut conn = pool.get().await.expect("checkout");
+            let now = backend_pid(&mut conn).await;
+            if now != pid {
+                replaced = Some(now);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(replaced.is_some(), "the killed session {pid} was handed out again");
+        assert_eq!(pings.load(Ordering::SeqCst), 0);
+    }
+
+    async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
+        use diesel::dsl::sql;
+        use diesel::sql_types::Integer;
+        use diesel_async::RunQueryDsl as _;
+        diesel::select(sql::<Integer>("pg_backend_pid()"))
+            .get_result(conn)
+            .await
+            .expect("pid")
+    }
+}
