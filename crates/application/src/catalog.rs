@@ -93,8 +93,22 @@ impl Shop {
         } else {
             Some(ProductStatus::OnSale)
         };
+        // Same scheme as `get_product`: a page read at an older catalog version is never served.
+        let key = (status, page.page, page.size);
+        let version = self.caches.catalog_version();
+        if let Some((_, listed)) = self
+            .caches
+            .product_lists
+            .get_if(&key, |(v, _)| *v == version)
+        {
+            return Ok(listed);
+        }
         let mut tx = self.ports.store.read().await?;
-        Ok(tx.products().list(status, page).await?)
+        let listed = tx.products().list(status, page).await?;
+        self.caches
+            .product_lists
+            .put(key, (version, listed.clone()));
+        Ok(listed)
     }
 
     /// OFF products are `NotFound` for everyone but their seller and admins.
@@ -140,6 +154,8 @@ impl Shop {
             self.now(),
         )
         .map_err(ShopError::Validation)?;
+        // A new product changes list pages (and their totals).
+        let _changes_catalog = self.caches.catalog_write();
         let product = retry_on_conflict("create_product", || async {
             let mut tx = self.ports.store.begin().await?;
             let product = tx.products().insert(new.clone()).await?;

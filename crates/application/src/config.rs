@@ -25,7 +25,7 @@ pub struct ShopConfig {
     pub auth_cache_ttl: std::time::Duration,
     /// How long a coupon's policy is reused on the issue path (policies never change).
     pub coupon_cache_ttl: std::time::Duration,
-    /// How long a product page is reused; local changes invalidate it at once, other
+    /// How long a product page or list page is reused; local changes invalidate it at once, other
     /// instances' changes show within this.
     pub product_cache_ttl: std::time::Duration,
     /// Outbox relay: attempts before a row is FAILED, and the first backoff (doubled each time).

@@ -61,11 +61,17 @@ struct Caches {
     popular: cache::TtlCache<(u32, u32), popular::Popular>,
     /// Product pages, stamped with the catalog version they were read at.
     products: cache::TtlCache<domain::ProductId, (u64, domain::product::Product)>,
+    /// Product list pages by (status filter, page), stamped like `products`.
+    product_lists:
+        cache::TtlCache<ProductListKey, (u64, domain::page::Paged<domain::product::Product>)>,
     /// Bumped after every use case that may change a product (stock, price, status) has
     /// finished, so a cached page read before (or during) a local change is never served
     /// after it. Another instance's changes show within `product_cache_ttl`.
     catalog_version: std::sync::atomic::AtomicU64,
 }
+
+/// A product list request: status filter (None = every status), 1-based page, page size.
+type ProductListKey = (Option<domain::product::ProductStatus>, u32, u32);
 
 /// Bumps the catalog version when dropped: at the end of a use case that changes products,
 /// after its commit, whether it succeeded, failed or was cancelled.
@@ -86,6 +92,7 @@ impl Caches {
             coupons: cache::TtlCache::new(config.coupon_cache_ttl, 10_000),
             popular: cache::TtlCache::new(config.popular_cache_ttl, 1_000),
             products: cache::TtlCache::new(config.product_cache_ttl, 100_000),
+            product_lists: cache::TtlCache::new(config.product_cache_ttl, 10_000),
             catalog_version: std::sync::atomic::AtomicU64::new(0),
         }
     }

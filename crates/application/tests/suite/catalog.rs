@@ -342,3 +342,37 @@ pub async fn a_product_page_never_shows_stock_from_before_a_change(shop: Shop) {
     kit.shop.update_product(seller, p, update).await.unwrap();
     assert_eq!(kit.shop.get_product(None, p).await.unwrap().price, 2_000);
 }
+
+/// List pages are cached like product pages: a new product, an order's stock movement and a
+/// status change must show on the very next list read.
+pub async fn a_list_page_never_shows_the_catalog_from_before_a_change(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let seller = kit.seller().await;
+    let page = OffsetPage { page: 1, size: 100 };
+    let listed = |kit: &Kit| {
+        let shop = kit.shop.clone();
+        async move {
+            let paged = shop.list_products(None, None, page).await.unwrap();
+            let rows: Vec<_> = paged.items.iter().map(|p| (p.id, p.stock)).collect();
+            (paged.total_items, rows)
+        }
+    };
+    let first = kit.product(seller, 1_000, 10).await.id;
+    assert_eq!(listed(&kit).await, (1, vec![(first, 10)]));
+    let second = kit.product(seller, 500, 4).await.id;
+    let (total, rows) = listed(&kit).await;
+    assert_eq!(total, 2, "a new product shows at once: {rows:?}");
+    let buyer = kit.funded_buyer(100_000).await;
+    kit.order(buyer, &[(first, 3)]).await;
+    let (_, rows) = listed(&kit).await;
+    assert!(
+        rows.contains(&(first, 7)),
+        "stock after the order: {rows:?}"
+    );
+    let off = ProductUpdate {
+        status: Some(ProductStatus::Off),
+        ..ProductUpdate::default()
+    };
+    kit.shop.update_product(seller, second, off).await.unwrap();
+    assert_eq!(listed(&kit).await, (1, vec![(first, 7)]));
+}

@@ -60,6 +60,7 @@ macro_rules! run_suite {
             wallet::concurrent_charges_never_lose_an_update,
             catalog::sellers_create_products_with_an_initial_ledger_row,
             catalog::a_product_page_never_shows_stock_from_before_a_change,
+            catalog::a_list_page_never_shows_the_catalog_from_before_a_change,
             catalog::buyers_cannot_create_products_and_drafts_are_validated,
             catalog::buyers_list_only_products_on_sale,
             catalog::off_products_are_hidden_from_everyone_but_their_seller,
