@@ -142,28 +142,39 @@ mod tests {
                 .await
                 .expect("terminate");
         }
-        // tokio-postgres notices the closed socket on its own task.
+        // tokio-postgres notices the closed socket on its own task; a checkout that wins that
+        // race gets the dead session, whose query fails and which is then discarded as broken.
         let mut replaced = None;
         for _ in 0..50 {
             let mut conn = pool.get().await.expect("checkout");
-            let now = backend_pid(&mut conn).await;
-            if now != pid {
-                replaced = Some(now);
-                break;
+            match try_backend_pid(&mut conn).await {
+                Ok(now) if now != pid => {
+                    replaced = Some(now);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => assert!(conn.is_broken(), "a failed session must be discarded: {e}"),
             }
+            drop(conn);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(replaced.is_some(), "the killed session {pid} was handed out again");
+        assert!(
+            replaced.is_some(),
+            "the killed session {pid} was handed out again"
+        );
         assert_eq!(pings.load(Ordering::SeqCst), 0);
     }
 
     async fn backend_pid(conn: &mut AsyncPgConnection) -> i32 {
+        try_backend_pid(conn).await.expect("pid")
+    }
+
+    async fn try_backend_pid(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i32> {
         use diesel::dsl::sql;
         use diesel::sql_types::Integer;
         use diesel_async::RunQueryDsl as _;
         diesel::select(sql::<Integer>("pg_backend_pid()"))
             .get_result(conn)
             .await
-            .expect("pid")
     }
 }
