@@ -10,6 +10,7 @@ mod cache;
 mod config;
 mod error;
 mod support;
+mod tokens;
 
 pub mod admin;
 pub mod catalog;
@@ -50,6 +51,9 @@ pub struct Shop {
     ports: Ports,
     config: Arc<ShopConfig>,
     caches: Arc<Caches>,
+    /// Signs and verifies bearer tokens with the store's secret, loaded on first use
+    /// (`users::token_signer`); shared by clones.
+    token_signer: Arc<tokio::sync::OnceCell<tokens::TokenSigner>>,
 }
 
 /// Short-lived answers reused across requests (see [`cache`] for why each is safe).
@@ -112,6 +116,7 @@ impl Shop {
         Self {
             ports,
             caches: Arc::new(Caches::new(&config)),
+            token_signer: Arc::default(),
             config: Arc::new(config),
         }
     }

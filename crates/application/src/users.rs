@@ -1,14 +1,21 @@
 //! Sign-up, authentication and profiles.
 //!
-//! Tokens are 32 random bytes, URL-safe base64, handed out once; only their SHA-256 is stored.
+//! Tokens handed out at sign-up are signed (`<random>.<user id>.<role>.<mac>`, see
+//! [`crate::tokens`]): `authenticate` checks their HMAC with the store's secret and touches no
+//! store at all. Only the SHA-256 of the random part is stored, so the users table grants
+//! nothing. Every other token (the bootstrap `ADMIN_TOKEN`, an arbitrary string; tokens of
+//! earlier versions, 32 random bytes) is looked up by the SHA-256 of the whole token, and hits
+//! are cached briefly.
+//!
+//! A token with the signed shape and a wrong MAC is refused without a lookup: no stored token
+//! has that shape (`ensure_admin` refuses such an `ADMIN_TOKEN`, and a signed user's row holds
+//! the hash of its random part only, never of the whole token).
 
 use crate::support::{retry_on_conflict, sha256_hex};
+use crate::tokens::{self, SignedToken, TokenSigner};
 use crate::{Actor, Shop, ShopError};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::UserId;
 use domain::user::{NewUser, Role, TokenHash, User, UserName};
-use rand::RngCore as _;
 
 /// A freshly created user with the only copy of its bearer token.
 #[derive(Debug, Clone)]
@@ -20,14 +27,8 @@ pub struct SignedUp {
 /// The name of the bootstrap administrator created by [`Shop::ensure_admin`].
 const BOOTSTRAP_ADMIN_NAME: &str = "admin";
 
-/// 256 bits from the OS-seeded thread RNG: unguessable, and short enough for a header.
-fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Tokens are stored only as their SHA-256: a leaked users table grants no access.
+/// Tokens (or their random parts) are stored only as their SHA-256: a leaked users table grants
+/// no access.
 fn hash_token(token: &str) -> TokenHash {
     TokenHash(sha256_hex(token.as_bytes()))
 }
@@ -51,11 +52,13 @@ impl Shop {
         }
         let name =
             UserName::new(name).map_err(|e| ShopError::validation("name", &e.to_string()))?;
-        let token = new_token();
+        // Before the insert's transaction: loading the secret may need a transaction of its own.
+        let signer = self.token_signer().await?;
+        let random = tokens::new_random_part();
         let new_user = NewUser {
             name,
             role,
-            token_hash: hash_token(&token),
+            token_hash: hash_token(&random),
             created_at: self.now(),
         };
         let user = retry_on_conflict("sign_up", || async {
@@ -66,13 +69,22 @@ impl Shop {
         })
         .await?;
         tracing::info!(user = %user.id, role = role.as_str(), "user signed up");
+        let token = signer.sign(&random, user.id, user.role);
         Ok(SignedUp { user, token })
     }
 
-    /// Resolves a bearer token. Errors: `Unauthenticated`.
+    /// Resolves a bearer token: a signed one by its MAC alone, any other by a lookup.
+    /// Errors: `Unauthenticated`; `Unavailable` when the store is needed and down.
     pub async fn authenticate(&self, token: &str) -> Result<Actor, ShopError> {
         if token.is_empty() {
             return Err(ShopError::Unauthenticated);
+        }
+        if let Some(signed) = SignedToken::parse(token) {
+            return self
+                .token_signer()
+                .await?
+                .verify(&signed)
+                .ok_or(ShopError::Unauthenticated);
         }
         let hash = hash_token(token);
         if let Some(actor) = self.caches.actors.get(&hash.0) {
@@ -100,6 +112,13 @@ impl Shop {
     pub async fn ensure_admin(&self, token: &str) -> Result<User, ShopError> {
         if token.trim().is_empty() {
             return Err(ShopError::validation("ADMIN_TOKEN", "must not be empty"));
+        }
+        if SignedToken::parse(token).is_some() {
+            // It would be judged by its MAC, never looked up, so it could never authenticate.
+            return Err(ShopError::validation(
+                "ADMIN_TOKEN",
+                "must not have the shape of a signed user token (<random>.<id>.<role>.<mac>)",
+            ));
         }
         let hash = hash_token(token);
         let now = self.now();
@@ -134,6 +153,28 @@ impl Shop {
         .await
     }
 
+    /// The signer over the store's secret, loaded on first use and kept for the life of this
+    /// `Shop` (and its clones). The secret never changes once stored, so there is nothing to
+    /// refresh. A failure is not remembered: the next call tries again.
+    async fn token_signer(&self) -> Result<&TokenSigner, ShopError> {
+        self.token_signer
+            .get_or_try_init(|| async {
+                let proposed = tokens::new_secret();
+                let secret = retry_on_conflict("token_secret", || async {
+                    let mut tx = self.ports.store.begin().await?;
+                    let secret = tx.users().token_secret(proposed.clone()).await?;
+                    tx.commit().await?;
+                    Ok(secret)
+                })
+                .await?;
+                if secret == proposed {
+                    tracing::info!("token-signing secret created in the store");
+                }
+                TokenSigner::new(&secret)
+            })
+            .await
+    }
+
     pub async fn me(&self, actor: Actor) -> Result<User, ShopError> {
         self.find_user(actor.user_id).await
     }
@@ -158,17 +199,257 @@ impl Shop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Ports, ShopConfig};
+    use async_trait::async_trait;
+    use domain::ports::{RepoError, Transaction, UnitOfWork};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    #[test]
-    fn tokens_are_43_url_safe_characters_and_unique() {
-        let a = new_token();
-        assert_eq!(a.len(), 43);
-        assert!(
-            a.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    /// A memory store that counts every `begin`/`read` and can be switched off.
+    #[derive(Default)]
+    struct WatchedStore {
+        inner: memory::MemoryStore,
+        opened: AtomicUsize,
+        down: AtomicBool,
+    }
+
+    impl WatchedStore {
+        fn open(&self) -> Result<(), RepoError> {
+            self.opened.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(RepoError::Unavailable("switched off by the test".into()));
+            }
+            Ok(())
+        }
+
+        fn opened(&self) -> usize {
+            self.opened.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl UnitOfWork for WatchedStore {
+        async fn begin(&self) -> Result<Box<dyn Transaction>, RepoError> {
+            self.open()?;
+            self.inner.begin().await
+        }
+
+        async fn read(&self) -> Result<Box<dyn Transaction>, RepoError> {
+            self.open()?;
+            self.inner.read().await
+        }
+    }
+
+    fn shop_over(store: Arc<WatchedStore>) -> Shop {
+        let ports = Ports {
+            store,
+            gate: Arc::new(memory::MemoryCouponGate::new()),
+            ranking: Arc::new(memory::MemoryRankingStore::new()),
+            publisher: Arc::new(memory::InProcessBus::new()),
+            idempotency: Arc::new(memory::MemoryIdempotencyStore::new()),
+            clock: Arc::new(memory::SystemClock),
+        };
+        Shop::new(ports, ShopConfig::default())
+    }
+
+    /// A shop on a fresh store, its admin (by `ADMIN_TOKEN`) and a few signed-up users.
+    async fn shop_with_users() -> (Arc<WatchedStore>, Shop, Actor, Vec<SignedUp>) {
+        let store = Arc::new(WatchedStore::default());
+        let shop = shop_over(store.clone());
+        let admin = shop.ensure_admin("an arbitrary admin token").await.unwrap();
+        let admin = Actor {
+            user_id: admin.id,
+            role: Role::Admin,
+        };
+        let mut users = Vec::new();
+        for role in [Role::Buyer, Role::Seller, Role::Admin] {
+            users.push(shop.sign_up(Some(admin), "kim", Some(role)).await.unwrap());
+        }
+        (store, shop, admin, users)
+    }
+
+    /// `text` with its `i`-th (ASCII) character replaced by another base64 character.
+    fn changed(text: &str, i: usize) -> String {
+        let mut text = text.to_owned();
+        let other = if &text[i..=i] == "A" { "B" } else { "A" };
+        text.replace_range(i..=i, other);
+        text
+    }
+
+    fn actor_of(signed: &SignedUp) -> Actor {
+        Actor {
+            user_id: signed.user.id,
+            role: signed.user.role,
+        }
+    }
+
+    #[tokio::test]
+    async fn signed_tokens_authenticate_without_the_store() {
+        let (store, shop, _, users) = shop_with_users().await;
+        let before = store.opened();
+        store.down.store(true, Ordering::SeqCst);
+        for signed in &users {
+            assert_eq!(shop.authenticate(&signed.token).await, Ok(actor_of(signed)));
+            // Clones share the loaded secret.
+            assert_eq!(
+                shop.clone().authenticate(&signed.token).await,
+                Ok(actor_of(signed))
+            );
+        }
+        assert_eq!(store.opened(), before, "a signed token reached the store");
+        // A token that is not signed still goes to the store (which is down here).
+        assert!(matches!(
+            shop.authenticate("an arbitrary admin token").await,
+            Err(ShopError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_stored_hash_is_of_the_random_part_only() {
+        let (store, _, _, users) = shop_with_users().await;
+        let mut tx = store.inner.read().await.unwrap();
+        for signed in &users {
+            let random = signed.token.split('.').next().unwrap();
+            assert_eq!(hash_token(random).0.len(), 64);
+            let by_random = tx.users().find_by_token(&hash_token(random)).await.unwrap();
+            assert_eq!(by_random, Some(signed.user.clone()));
+            let by_token = tx.users().find_by_token(&hash_token(&signed.token)).await;
+            assert_eq!(by_token.unwrap(), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_character_in_any_part_is_unauthenticated_without_a_lookup() {
+        let (store, shop, _, users) = shop_with_users().await;
+        let token = &users[0].token; // BUYER
+        let parts: Vec<&str> = token.split('.').collect();
+        let other = tokens::new_random_part();
+        // One character of the random part, of the id and of the MAC (a MAC's last character
+        // carries stray bits, so its second-to-last is changed).
+        let id = format!("{}", (parts[1].parse::<i64>().unwrap() + 1) % 10);
+        let forged = [
+            [&changed(parts[0], 0), parts[1], parts[2], parts[3]].join("."),
+            [parts[0], &id, parts[2], parts[3]].join("."),
+            [parts[0], parts[1], parts[2], &changed(parts[3], 41)].join("."),
+            // A role, a user or a random part chosen by the caller.
+            [parts[0], parts[1], "ADMIN", parts[3]].join("."),
+            [parts[0], "1", parts[2], parts[3]].join("."),
+            [other.as_str(), parts[1], parts[2], parts[3]].join("."),
+        ];
+        let before = store.opened();
+        for token in &forged {
+            assert!(SignedToken::parse(token).is_some(), "{token}");
+            assert_eq!(
+                shop.authenticate(token).await,
+                Err(ShopError::Unauthenticated),
+                "{token}"
+            );
+        }
+        assert_eq!(
+            store.opened(),
+            before,
+            "a forged signed token was looked up"
         );
-        assert_ne!(a, new_token());
-        assert_eq!(hash_token(&a).0.len(), 64);
-        assert_ne!(hash_token(&a).0, a);
+        // A role spelled wrong is not the signed shape: looked up, and unknown.
+        let misspelt = [parts[0], parts[1], "BUYEr", parts[3]].join(".");
+        assert_eq!(
+            shop.authenticate(&misspelt).await,
+            Err(ShopError::Unauthenticated)
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_signed_for_another_store_are_unauthenticated() {
+        let (_, shop, _, _) = shop_with_users().await;
+        let (_, elsewhere, _, theirs) = shop_with_users().await;
+        // Same ids and roles on both stores: only the secret differs.
+        assert_eq!(actor_of(&theirs[0]).user_id, UserId(2));
+        assert!(elsewhere.authenticate(&theirs[0].token).await.is_ok());
+        for signed in &theirs {
+            assert_eq!(
+                shop.authenticate(&signed.token).await,
+                Err(ShopError::Unauthenticated)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_admin_token_and_unsigned_tokens_are_looked_up() {
+        let (store, shop, admin, _) = shop_with_users().await;
+        let before = store.opened();
+        assert_eq!(
+            shop.authenticate("an arbitrary admin token").await,
+            Ok(admin)
+        );
+        assert_eq!(store.opened(), before + 1);
+        // Hits are cached.
+        assert_eq!(
+            shop.authenticate("an arbitrary admin token").await,
+            Ok(admin)
+        );
+        assert_eq!(store.opened(), before + 1);
+
+        // A token of an earlier version: 32 random bytes whose SHA-256 is in the users row.
+        let legacy = tokens::new_random_part();
+        let mut tx = store.inner.begin().await.unwrap();
+        let user = tx
+            .users()
+            .insert(NewUser {
+                name: UserName::new("old").unwrap(),
+                role: Role::Seller,
+                token_hash: hash_token(&legacy),
+                created_at: shop.now(),
+            })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            shop.authenticate(&legacy).await,
+            Ok(Actor {
+                user_id: user.id,
+                role: Role::Seller
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn shops_over_one_store_accept_each_others_tokens() {
+        let store = Arc::new(WatchedStore::default());
+        let first = shop_over(store.clone());
+        let second = shop_over(store.clone());
+        let a = first.sign_up(None, "a", None).await.unwrap();
+        let b = second.sign_up(None, "b", None).await.unwrap();
+        assert_eq!(second.authenticate(&a.token).await, Ok(actor_of(&a)));
+        assert_eq!(first.authenticate(&b.token).await, Ok(actor_of(&b)));
+        // A shop started later (a restart) loads the same secret.
+        let restarted = shop_over(store);
+        assert_eq!(restarted.authenticate(&a.token).await, Ok(actor_of(&a)));
+    }
+
+    #[tokio::test]
+    async fn the_secret_is_loaded_once_and_a_failed_load_is_retried() {
+        let store = Arc::new(WatchedStore::default());
+        let shop = shop_over(store.clone());
+        store.down.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            shop.sign_up(None, "a", None).await,
+            Err(ShopError::Unavailable(_))
+        ));
+        store.down.store(false, Ordering::SeqCst);
+        let a = shop.sign_up(None, "a", None).await.unwrap();
+        let loaded = store.opened();
+        shop.sign_up(None, "b", None).await.unwrap();
+        // One transaction for the insert, none to load the secret again.
+        assert_eq!(store.opened(), loaded + 1);
+        assert_eq!(shop.authenticate(&a.token).await, Ok(actor_of(&a)));
+    }
+
+    #[tokio::test]
+    async fn an_admin_token_with_the_signed_shape_is_refused() {
+        let (_, shop, _, users) = shop_with_users().await;
+        assert!(matches!(
+            shop.ensure_admin(&users[0].token).await,
+            Err(ShopError::Validation(_))
+        ));
     }
 }

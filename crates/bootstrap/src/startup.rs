@@ -213,7 +213,8 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// 32 random bytes, URL-safe base64: the same shape as the users' tokens.
+/// 32 random bytes, URL-safe base64 (the random part of a user's token; unsigned, so it is
+/// looked up like any `ADMIN_TOKEN`).
 fn generate_token() -> Secret {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);

@@ -75,6 +75,36 @@ impl UserName {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub String);
 
+/// The key that signs bearer tokens (HMAC-SHA256): 32 random bytes, one per store, shared by
+/// every instance on that store and kept across restarts.
+///
+/// Whoever holds it can mint a token for any user and role, so `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSecret([u8; TokenSecret::LEN]);
+
+impl TokenSecret {
+    pub const LEN: usize = 32;
+
+    pub fn new(bytes: [u8; Self::LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// `None` unless `bytes` is exactly [`Self::LEN`] long (a store reading its column back).
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; Self::LEN] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSecret(..)")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
@@ -111,5 +141,14 @@ mod tests {
         }
         assert_eq!(Role::parse("buyer"), None);
         assert!(Role::Seller.can_sell() && Role::Admin.can_sell() && !Role::Buyer.can_sell());
+    }
+
+    #[test]
+    fn token_secrets_are_32_bytes_and_never_printed() {
+        let secret = TokenSecret::new([0xAB; 32]);
+        assert_eq!(format!("{secret:?}"), "TokenSecret(..)");
+        assert_eq!(TokenSecret::from_slice(&[0xAB; 32]), Some(secret));
+        assert_eq!(TokenSecret::from_slice(&[0xAB; 31]), None);
+        assert_eq!(TokenSecret::from_slice(&[0xAB; 33]), None);
     }
 }

@@ -13,6 +13,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    token_secrets (id) {
+        id -> SmallInt,
+        secret -> Binary,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     wallets (user_id) {
         user_id -> BigInt,
         balance -> BigInt,

@@ -53,6 +53,7 @@ macro_rules! run_suite {
             users::unknown_tokens_are_unauthenticated,
             users::ensure_admin_is_idempotent,
             users::users_see_themselves_and_admins_see_everyone,
+            users::the_token_secret_is_stored_once_and_shared_by_every_shop,
             wallet::charge_adds_to_the_balance_and_writes_a_charge_row,
             wallet::charges_below_the_minimum_are_invalid,
             wallet::charges_above_the_maximum_balance_are_refused_whole,

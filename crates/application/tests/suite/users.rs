@@ -3,7 +3,7 @@
 use super::{Kit, expect_code, invalid_fields};
 use application::Shop;
 use domain::UserId;
-use domain::user::Role;
+use domain::user::{Role, TokenSecret};
 
 pub async fn sign_up_creates_a_buyer_whose_token_authenticates(shop: Shop) {
     let kit = Kit::new(shop).await;
@@ -117,5 +117,50 @@ pub async fn users_see_themselves_and_admins_see_everyone(shop: Shop) {
     expect_code(
         kit.shop.get_user(kit.admin, UserId(999_999)).await,
         "NOT_FOUND",
+    );
+}
+
+/// The token-signing secret is stored once, whoever proposes first (concurrent first starts
+/// included), and every shop on the store uses it: a token from one instance authenticates on
+/// another and after a restart.
+pub async fn the_token_secret_is_stored_once_and_shared_by_every_shop(shop: Shop) {
+    let store = shop.ports().store.clone();
+    let starts: Vec<_> = (1..=8_u8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin().await.unwrap();
+                let secret = tx.users().token_secret(TokenSecret::new([n; 32])).await;
+                tx.commit().await.unwrap();
+                secret.unwrap()
+            })
+        })
+        .collect();
+    let mut agreed = Vec::new();
+    for start in starts {
+        agreed.push(start.await.unwrap());
+    }
+    let first = agreed[0].clone();
+    assert!(agreed.iter().all(|s| *s == first), "{agreed:?}");
+    assert!((1..=8_u8).any(|n| first == TokenSecret::new([n; 32])));
+    let mut tx = store.begin().await.unwrap();
+    let again = tx.users().token_secret(TokenSecret::new([9; 32])).await;
+    tx.commit().await.unwrap();
+    assert_eq!(again.unwrap(), first);
+
+    // Kit::new builds its own shop over the same store; `shop` is a second instance.
+    let kit = Kit::new(shop.clone()).await;
+    let signed = kit.shop.sign_up(None, "kim", None).await.unwrap();
+    let actor = shop.authenticate(&signed.token).await.unwrap();
+    assert_eq!((actor.user_id, actor.role), (signed.user.id, Role::Buyer));
+    let other = shop.sign_up(None, "lee", None).await.unwrap();
+    assert_eq!(
+        kit.shop.authenticate(&other.token).await.unwrap().user_id,
+        other.user.id
+    );
+    let restarted = Shop::new(shop.ports().clone(), shop.config().clone());
+    assert_eq!(
+        restarted.authenticate(&signed.token).await.unwrap().user_id,
+        signed.user.id
     );
 }

@@ -18,7 +18,7 @@ use crate::product::{
     NewProduct, Product, ProductPatch, ProductStatus, StockChange, StockLedgerEntry,
 };
 use crate::sales::ProductSales;
-use crate::user::{NewUser, TokenHash, User};
+use crate::user::{NewUser, TokenHash, TokenSecret, User};
 use crate::wallet::{Wallet, WalletTransaction, WalletTransactionType};
 use crate::{CouponId, CouponIssueId, OrderId, OutboxId, PaymentId, ProductId, UserId};
 use async_trait::async_trait;
@@ -66,6 +66,14 @@ pub trait UserRepository: Send {
     async fn insert(&mut self, user: NewUser) -> Result<User, RepoError>;
     async fn get(&mut self, id: UserId) -> Result<Option<User>, RepoError>;
     async fn find_by_token(&mut self, token: &TokenHash) -> Result<Option<User>, RepoError>;
+
+    /// The store's token-signing secret: the stored one, or `proposed` once it has been stored
+    /// because there was none (first start). Every caller, concurrent first starts included,
+    /// gets the same secret; it never changes afterwards. Needs a transaction from `begin()`.
+    ///
+    /// # Errors
+    /// `Conflict` when a concurrent first start made this attempt fail (run it again).
+    async fn token_secret(&mut self, proposed: TokenSecret) -> Result<TokenSecret, RepoError>;
 }
 
 /// A signed change of one wallet, applied only if its conditions hold.

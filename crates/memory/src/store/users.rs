@@ -2,13 +2,14 @@
 //!
 //! Invariants: every user has exactly one wallet, created in the same write; `by_token` maps
 //! each stored token hash to its user and nothing else (token hashes are unique, like a UNIQUE
-//! index: a second user with the same hash is refused with `Conflict`).
+//! index: a second user with the same hash is refused with `Conflict`). The token-signing
+//! secret is set at most once and never changes afterwards.
 
 use super::{MemoryTx, Sequences};
 use async_trait::async_trait;
 use domain::UserId;
 use domain::ports::{RepoError, UserRepository};
-use domain::user::{NewUser, TokenHash, User};
+use domain::user::{NewUser, TokenHash, TokenSecret, User};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Default)]
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 pub(super) struct UsersTable {
     rows: BTreeMap<UserId, User>,
     by_token: HashMap<TokenHash, UserId>,
+    token_secret: Option<TokenSecret>,
 }
 
 #[async_trait]
@@ -57,5 +59,14 @@ impl UserRepository for MemoryTx {
             .get(token)
             .and_then(|id| users.rows.get(id))
             .cloned())
+    }
+
+    async fn token_secret(&mut self, proposed: TokenSecret) -> Result<TokenSecret, RepoError> {
+        if let Some(stored) = &self.state().users.token_secret {
+            return Ok(stored.clone());
+        }
+        self.state_mut()?.users.token_secret = Some(proposed.clone());
+        self.on_rollback(|s| s.users.token_secret = None);
+        Ok(proposed)
     }
 }

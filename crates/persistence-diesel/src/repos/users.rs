@@ -1,12 +1,12 @@
 use super::corrupt;
 use crate::PgTransaction;
-use crate::schema::{users, wallets};
+use crate::schema::{token_secrets, users, wallets};
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use domain::UserId;
 use domain::ports::{RepoError, UserRepository};
-use domain::user::{NewUser, Role, TokenHash, User};
+use domain::user::{NewUser, Role, TokenHash, TokenSecret, User};
 use time::OffsetDateTime;
 
 #[derive(Queryable, Selectable)]
@@ -78,4 +78,32 @@ impl UserRepository for PgTransaction {
             .optional();
         self.check(found)?.map(UserRow::into_domain).transpose()
     }
+
+    /// `INSERT ... ON CONFLICT DO NOTHING`, then `SELECT`. Under READ COMMITTED a concurrent
+    /// first start's insert makes this one wait for its commit and do nothing; the `SELECT`, a
+    /// new statement with a new snapshot, then reads the winner's secret.
+    async fn token_secret(&mut self, proposed: TokenSecret) -> Result<TokenSecret, RepoError> {
+        let conn = self.conn()?;
+        let inserted = diesel::insert_into(token_secrets::table)
+            .values((
+                token_secrets::id.eq(SECRET_ROW),
+                token_secrets::secret.eq(proposed.as_bytes().as_slice()),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await;
+        self.check(inserted)?;
+        let conn = self.conn()?;
+        let stored = token_secrets::table
+            .find(SECRET_ROW)
+            .select(token_secrets::secret)
+            .first::<Vec<u8>>(conn)
+            .await;
+        let stored = self.check(stored)?;
+        TokenSecret::from_slice(&stored)
+            .ok_or_else(|| corrupt("token secret length", &stored.len().to_string()))
+    }
 }
+
+/// The id of the only row of `token_secrets` (the table's CHECK allows no other).
+const SECRET_ROW: i16 = 1;

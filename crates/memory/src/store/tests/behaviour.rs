@@ -12,7 +12,7 @@ use domain::ports::{
 };
 use domain::product::{MAX_STOCK, ProductPatch, ProductStatus, StockReason};
 use domain::sales::ProductSales;
-use domain::user::TokenHash;
+use domain::user::{TokenHash, TokenSecret};
 use domain::{OrderId, ProductId, UserId};
 use std::time::Duration;
 
@@ -55,6 +55,32 @@ async fn ids_start_at_one_per_table_and_users_are_found_by_token() {
         tx.users().insert(new_user("a")).await,
         Err(RepoError::Conflict(_))
     ));
+}
+
+#[tokio::test]
+async fn the_token_secret_is_stored_once_and_read_views_cannot_store_it() {
+    let store = MemoryStore::new();
+    let mut read = store.read().await.unwrap();
+    assert!(matches!(
+        read.users().token_secret(TokenSecret::new([1; 32])).await,
+        Err(RepoError::Internal(_))
+    ));
+    drop(read);
+    let mut tx = begin(&store).await;
+    let first = tx
+        .users()
+        .token_secret(TokenSecret::new([1; 32]))
+        .await
+        .unwrap();
+    assert_eq!(first, TokenSecret::new([1; 32]));
+    tx.commit().await.unwrap();
+    let mut tx = begin(&store).await;
+    let again = tx
+        .users()
+        .token_secret(TokenSecret::new([2; 32]))
+        .await
+        .unwrap();
+    assert_eq!(again, first);
 }
 
 #[tokio::test]

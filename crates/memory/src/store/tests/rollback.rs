@@ -37,6 +37,18 @@ async fn user_insert_and_its_wallet() {
 }
 
 #[tokio::test]
+async fn first_token_secret() {
+    let (store, _) = seeded().await;
+    rolls_back!(store, |tx| {
+        let secret = domain::user::TokenSecret::new([7; 32]);
+        assert_eq!(
+            tx.users().token_secret(secret.clone()).await.unwrap(),
+            secret
+        );
+    });
+}
+
+#[tokio::test]
 async fn wallet_charge_and_payment() {
     let (store, seed) = seeded().await;
     let user = seed.buyer.id;
