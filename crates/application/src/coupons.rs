@@ -171,7 +171,8 @@ impl Shop {
         Ok(gate.try_acquire(coupon, user).await?)
     }
 
-    /// Sync mode: the issue row is written before answering.
+    /// Sync mode: the issue row is written before answering. The concurrent grants of one
+    /// coupon are written together, one transaction per batch (see [`crate::issue_batcher`]).
     async fn persist_grant(
         &self,
         coupon: &Coupon,
@@ -179,21 +180,16 @@ impl Shop {
         now: time::OffsetDateTime,
     ) -> Result<IssueOutcome, ShopError> {
         let id = coupon.id;
-        let issue = retry_on_conflict("issue_coupon", || async {
-            let mut tx = self.ports.store.begin().await?;
-            let issue = tx
-                .coupons()
-                .issue(NewCouponIssue {
-                    coupon_id: id,
-                    user_id: user,
-                    issued_at: now,
-                })
-                .await
-                .map_err(|e| issue_error(id, e))?;
-            tx.commit().await?;
-            Ok(issue)
-        })
-        .await?;
+        let grant = NewCouponIssue {
+            coupon_id: id,
+            user_id: user,
+            issued_at: now,
+        };
+        let issue = self
+            .issue_batcher
+            .issue(&self.ports.store, grant)
+            .await?
+            .map_err(|refusal| ShopError::from(issue_error(id, refusal)))?;
         metrics::counter!("coupons_issued_total").increment(1);
         tracing::info!(issue = %issue.id, "coupon issued");
         Ok(IssueOutcome::Issued(issue))

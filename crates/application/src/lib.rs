@@ -9,6 +9,7 @@ mod actor;
 mod cache;
 mod config;
 mod error;
+mod issue_batcher;
 mod support;
 mod tokens;
 
@@ -51,6 +52,8 @@ pub struct Shop {
     ports: Ports,
     config: Arc<ShopConfig>,
     caches: Arc<Caches>,
+    /// Groups the concurrent grants of one coupon into one transaction (sync issue mode).
+    issue_batcher: Arc<issue_batcher::IssueBatcher>,
     /// Signs and verifies bearer tokens with the store's secret, loaded on first use
     /// (`users::token_signer`); shared by clones.
     token_signer: Arc<tokio::sync::OnceCell<tokens::TokenSigner>>,
@@ -116,6 +119,7 @@ impl Shop {
         Self {
             ports,
             caches: Arc::new(Caches::new(&config)),
+            issue_batcher: Arc::default(),
             token_signer: Arc::default(),
             config: Arc::new(config),
         }

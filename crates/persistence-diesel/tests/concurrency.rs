@@ -6,24 +6,28 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use application::coupons::IssueOutcome;
+use application::{Actor, Ports, Shop, ShopConfig, ShopError};
 use common::fixtures::{NOW, charge, coupon, new_order, order, shop, user};
 use common::{TestDb, scalar};
-use domain::coupon::NewCouponIssue;
+use domain::coupon::{Coupon, NewCouponIssue};
 use domain::idempotency::{IdempotencyKey, IdempotencyRequest, IdempotencyScope, IdempotencyStart};
 use domain::order::OrderStatus;
 use domain::outbox::{EventEnvelope, EventType};
 use domain::ports::{
-    IdempotencyStore, IssueError, RepoError, StockChangeError, UnitOfWork, WalletChange,
-    WalletChangeError,
+    CouponGate, GateDecision, GateError, IdempotencyStore, IssueError, IssuedCounts, RepoError,
+    StockChangeError, Transaction, UnitOfWork, WalletChange, WalletChangeError,
 };
 use domain::product::{StockChange, StockReason};
 use domain::sales::ProductSales;
 use domain::user::Role;
 use domain::wallet::WalletTransactionType;
-use domain::{ProductId, UserId};
+use domain::{CouponId, ProductId, UserId};
+use memory::{InProcessBus, ManualClock, MemoryRankingStore};
 use persistence_diesel::PgStore;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use time::macros::date;
 use tokio::sync::Barrier;
@@ -369,6 +373,148 @@ async fn one_user_hammering_a_coupon_gets_exactly_the_per_user_limit() {
             .unwrap()
             .issued_quantity,
         3
+    );
+}
+
+/// A gate that grants every request, so that a burst reaches the store whole and the store's
+/// counter is the only thing between it and an over-issue (as after Redis lost its state).
+struct GrantAll;
+
+#[async_trait::async_trait]
+impl CouponGate for GrantAll {
+    async fn try_acquire(&self, _: &Coupon, _: UserId) -> Result<GateDecision, GateError> {
+        Ok(GateDecision::Granted)
+    }
+    async fn release(&self, _: CouponId, _: UserId) -> Result<(), GateError> {
+        Ok(())
+    }
+    async fn load(&self, _: &Coupon, _: &IssuedCounts) -> Result<(), GateError> {
+        Ok(())
+    }
+}
+
+/// The store under test, counting the transactions opened through it.
+struct CountingStore {
+    inner: PgStore,
+    begins: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl UnitOfWork for CountingStore {
+    async fn begin(&self) -> Result<Box<dyn Transaction>, RepoError> {
+        self.begins.fetch_add(1, Ordering::SeqCst);
+        self.inner.begin().await
+    }
+    async fn read(&self) -> Result<Box<dyn Transaction>, RepoError> {
+        self.inner.read().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_through_the_shop_is_batched_and_never_over_issues() {
+    let db = racing_db().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let mut buyers = Vec::new();
+    for _ in 0..200 {
+        buyers.push(user(tx.as_mut(), Role::Buyer).await.id);
+    }
+    let c = coupon(tx.as_mut(), &seller, 100, 1).await;
+    tx.commit().await.unwrap();
+    let store = Arc::new(CountingStore {
+        inner: db.store.clone(),
+        begins: AtomicUsize::new(0),
+    });
+    let shop = Shop::new(
+        Ports {
+            store: store.clone(),
+            gate: Arc::new(GrantAll),
+            ranking: Arc::new(MemoryRankingStore::cold()),
+            publisher: Arc::new(InProcessBus::new()),
+            idempotency: Arc::new(db.store.idempotency()),
+            clock: Arc::new(ManualClock::new(NOW)),
+        },
+        ShopConfig::default(),
+    );
+    // 200 users ask twice each through the shop (400 grants for 100 copies, at most one per
+    // user), while 50 of them also get issues written one by one, as the async issuer does.
+    let barrier = Arc::new(Barrier::new(450));
+    let mut requests = Vec::new();
+    for &buyer in buyers.iter().chain(&buyers) {
+        let (shop, barrier) = (shop.clone(), barrier.clone());
+        requests.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let actor = Actor {
+                user_id: buyer,
+                role: Role::Buyer,
+            };
+            (buyer, shop.issue_coupon(actor, c.id).await)
+        }));
+    }
+    let mut singles = Vec::new();
+    for &buyer in &buyers[..50] {
+        let (store, barrier) = (db.store.clone(), barrier.clone());
+        singles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let mut tx = store.begin().await.unwrap();
+            let issued = tx
+                .coupons()
+                .issue(NewCouponIssue {
+                    coupon_id: c.id,
+                    user_id: buyer,
+                    issued_at: NOW,
+                })
+                .await;
+            match issued {
+                Ok(issue) => {
+                    tx.commit().await.unwrap();
+                    Some(issue.user_id)
+                }
+                Err(IssueError::SoldOut | IssueError::LimitReached) => None,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }));
+    }
+    let mut granted = Vec::new();
+    for request in requests {
+        match request.await.unwrap() {
+            (buyer, Ok(IssueOutcome::Issued(issue))) => {
+                assert_eq!((issue.user_id, issue.coupon_id), (buyer, c.id));
+                granted.push(buyer);
+            }
+            (_, Err(ShopError::CouponSoldOut(_) | ShopError::CouponAlreadyIssued(_))) => {}
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let shop_grants = granted.len();
+    for single in singles {
+        granted.extend(single.await.unwrap());
+    }
+    assert_eq!(granted.len(), 100);
+    let distinct: HashSet<UserId> = granted.iter().copied().collect();
+    assert_eq!(distinct.len(), 100, "a user got two copies");
+
+    let mut read = db.store.read().await.unwrap();
+    let stored = read.coupons().get(c.id).await.unwrap().unwrap();
+    let counts = read.coupons().issued_counts(c.id).await.unwrap();
+    assert_eq!((stored.issued_quantity, counts.issued), (100, 100));
+    assert!(counts.per_user.iter().all(|(_, n)| *n == 1));
+    let mut raw = db.raw().await;
+    let rows = scalar(
+        &mut raw,
+        &format!(
+            "(SELECT count(*) FROM coupon_issues WHERE coupon_id = {})",
+            c.id
+        ),
+    )
+    .await;
+    assert_eq!(rows, 100);
+    // Every shop request got a grant from the gate; the store saw them in far fewer
+    // transactions than grants (one each without batching).
+    let transactions = store.begins.load(Ordering::SeqCst);
+    assert!(
+        transactions * 2 <= 400,
+        "{transactions} transactions for 400 grants ({shop_grants} issued)"
     );
 }
 

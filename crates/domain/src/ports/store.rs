@@ -200,6 +200,29 @@ pub trait CouponRepository: Send {
     /// `SoldOut` / `LimitReached` with nothing changed.
     async fn issue(&mut self, issue: NewCouponIssue) -> Result<CouponIssue, IssueError>;
 
+    /// Persists many issues of one coupon at once (a burst's grants, grouped so that they
+    /// share one transaction and one commit). Exactly as if [`Self::issue`] were called for
+    /// each item in input order inside this transaction: one result per item, in input order,
+    /// each an issue or a refusal (`SoldOut`, `LimitReached`, `NotFound`) that changed nothing
+    /// for that item. Adapters may override it to take the coupon row once for the batch.
+    ///
+    /// # Errors
+    /// A store failure ends the whole batch (`Err`), never one item: the transaction must then
+    /// be dropped, as nothing of it may be committed.
+    async fn issue_batch(
+        &mut self,
+        issues: &[NewCouponIssue],
+    ) -> Result<Vec<Result<CouponIssue, IssueError>>, RepoError> {
+        let mut results = Vec::with_capacity(issues.len());
+        for issue in issues {
+            match self.issue(issue.clone()).await {
+                Err(IssueError::Repo(e)) => return Err(e),
+                refused_or_issued => results.push(refused_or_issued),
+            }
+        }
+        Ok(results)
+    }
+
     /// What the gate is rebuilt from.
     async fn issued_counts(&mut self, id: CouponId) -> Result<super::IssuedCounts, RepoError>;
 

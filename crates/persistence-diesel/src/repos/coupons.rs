@@ -10,6 +10,7 @@ use domain::coupon::{
 };
 use domain::ports::{CouponRepository, IssueError, IssuedCounts, RepoError};
 use domain::{CouponId, CouponIssueId, OrderId, UserId};
+use std::collections::HashMap;
 use time::OffsetDateTime;
 
 #[derive(Queryable, Selectable)]
@@ -228,6 +229,76 @@ impl CouponRepository for PgTransaction {
         Ok(self.check(inserted)?.into_domain()?)
     }
 
+    async fn issue_batch(
+        &mut self,
+        batch: &[NewCouponIssue],
+    ) -> Result<Vec<Result<CouponIssue, IssueError>>, RepoError> {
+        // Four statements whatever the batch size, so that a burst's grants share one
+        // transaction and one commit instead of queueing one by one on the coupon row lock.
+        let Some(coupon) = one_coupon(batch)? else {
+            return Ok(Vec::new());
+        };
+        // 1. Lock the counter row until commit: from here on nobody else issues this coupon,
+        //    so the counts below stay exact (as in `issue`).
+        let conn = self.conn()?;
+        let locked = coupons::table
+            .find(coupon.0)
+            .select((
+                coupons::issued_quantity,
+                coupons::total_quantity,
+                coupons::per_user_limit,
+            ))
+            .for_update()
+            .first::<(i64, i64, i64)>(conn)
+            .await
+            .optional();
+        let Some((issued, total, per_user_limit)) = self.check(locked)? else {
+            return Ok(batch.iter().map(|_| Err(IssueError::NotFound)).collect());
+        };
+        // 2. What the batch's users already hold.
+        let mut users: Vec<i64> = batch.iter().map(|issue| issue.user_id.0).collect();
+        users.sort_unstable();
+        users.dedup();
+        let conn = self.conn()?;
+        let counts = issues::table
+            .filter(issues::coupon_id.eq(coupon.0))
+            .filter(issues::user_id.eq_any(&users))
+            .group_by(issues::user_id)
+            .select((issues::user_id, diesel::dsl::count_star()))
+            .load::<(i64, i64)>(conn)
+            .await;
+        let held: HashMap<i64, i64> = self.check(counts)?.into_iter().collect();
+        // 3. Decide in input order, exactly as `issue` one after the other would.
+        let decisions = decide(batch, held, total - issued, per_user_limit);
+        let accepted: Vec<IssueInsert> = batch
+            .iter()
+            .zip(&decisions)
+            .filter_map(|(issue, decision)| match decision {
+                Decision::Issue { seq } => Some(IssueInsert::new(issue, *seq)),
+                Decision::Refuse(_) => None,
+            })
+            .collect();
+        let mut rows = self.write_accepted(coupon, &accepted).await?;
+        // RETURNING order is not guaranteed: match rows back by (user, seq).
+        batch
+            .iter()
+            .zip(decisions)
+            .map(|(issue, decision)| match decision {
+                Decision::Issue { seq } => rows
+                    .remove(&(issue.user_id.0, seq))
+                    .ok_or_else(|| {
+                        RepoError::Internal(format!(
+                            "coupon issue ({}, {seq}) missing from the insert's rows",
+                            issue.user_id
+                        ))
+                    })?
+                    .into_domain()
+                    .map(Ok),
+                Decision::Refuse(refusal) => Ok(Err(refusal)),
+            })
+            .collect()
+    }
+
     async fn issued_counts(&mut self, id: CouponId) -> Result<IssuedCounts, RepoError> {
         // One statement, one snapshot: `issued` is the sum of the per-user counts, which
         // equals the coupon's counter (both change in the same transactions).
@@ -325,7 +396,108 @@ impl CouponRepository for PgTransaction {
     }
 }
 
+#[derive(Insertable)]
+#[diesel(table_name = issues)]
+struct IssueInsert {
+    coupon_id: i64,
+    user_id: i64,
+    seq: i64,
+    status: &'static str,
+    issued_at: OffsetDateTime,
+}
+
+impl IssueInsert {
+    fn new(issue: &NewCouponIssue, seq: i64) -> Self {
+        Self {
+            coupon_id: issue.coupon_id.0,
+            user_id: issue.user_id.0,
+            seq,
+            status: CouponIssueStatus::Issued.as_str(),
+            issued_at: issue.issued_at,
+        }
+    }
+}
+
+/// What `issue` would have answered for one item of a batch.
+enum Decision {
+    Issue { seq: i64 },
+    Refuse(IssueError),
+}
+
+/// The coupon every item of a batch is for (`None` for an empty batch). A batch mixing
+/// coupons is a caller bug: the lock and the counts below are per coupon.
+fn one_coupon(batch: &[NewCouponIssue]) -> Result<Option<CouponId>, RepoError> {
+    let Some(first) = batch.first() else {
+        return Ok(None);
+    };
+    if batch.iter().any(|issue| issue.coupon_id != first.coupon_id) {
+        return Err(RepoError::Internal(
+            "a coupon issue batch must hold issues of one coupon".into(),
+        ));
+    }
+    Ok(Some(first.coupon_id))
+}
+
+/// `issue`'s rules applied item after item: a user at the limit hears `LimitReached` (even
+/// when the coupon is sold out as well), otherwise the next unit left is theirs.
+fn decide(
+    batch: &[NewCouponIssue],
+    mut held: HashMap<i64, i64>,
+    mut left: i64,
+    per_user_limit: i64,
+) -> Vec<Decision> {
+    batch
+        .iter()
+        .map(|issue| {
+            let mine = held.entry(issue.user_id.0).or_insert(0);
+            if *mine >= per_user_limit {
+                Decision::Refuse(IssueError::LimitReached)
+            } else if left <= 0 {
+                Decision::Refuse(IssueError::SoldOut)
+            } else {
+                *mine += 1;
+                left -= 1;
+                Decision::Issue { seq: *mine }
+            }
+        })
+        .collect()
+}
+
 impl PgTransaction {
+    /// Steps 4 and 5 of `issue_batch`: the accepted rows in one insert, then the counter by
+    /// as many. The rows come back keyed by (user, seq), since RETURNING has no order.
+    async fn write_accepted(
+        &mut self,
+        coupon: CouponId,
+        accepted: &[IssueInsert],
+    ) -> Result<HashMap<(i64, i64), IssueRow>, RepoError> {
+        if accepted.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // Unique (coupon_id, user_id, seq) stays the backstop: a violation is a Conflict.
+        let conn = self.conn()?;
+        let inserted = diesel::insert_into(issues::table)
+            .values(accepted)
+            .returning(IssueRow::as_returning())
+            .get_results::<IssueRow>(conn)
+            .await;
+        let rows: HashMap<(i64, i64), IssueRow> = self
+            .check(inserted)?
+            .into_iter()
+            .map(|row| ((row.user_id, row.seq), row))
+            .collect();
+        // The CHECK (issued_quantity <= total_quantity) stays the backstop of the counter.
+        let taken = i64::try_from(accepted.len())
+            .map_err(|_| RepoError::Internal("coupon issue batch too large".into()))?;
+        let conn = self.conn()?;
+        let updated = diesel::update(coupons::table.find(coupon.0))
+            .set(coupons::issued_quantity.eq(coupons::issued_quantity + taken))
+            .execute(conn)
+            .await;
+        self.check(updated)?;
+        Ok(rows)
+    }
+
     async fn issues_held(&mut self, issue: &NewCouponIssue) -> Result<i64, RepoError> {
         let conn = self.conn()?;
         let held = issues::table

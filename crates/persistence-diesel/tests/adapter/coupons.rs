@@ -1,5 +1,5 @@
-use crate::common::TestDb;
 use crate::common::fixtures::{NOW, coupon, new_coupon, order, product, user};
+use crate::common::{TestDb, scalar};
 use domain::coupon::{CouponIssueStatus, CouponScope, Discount, NewCouponIssue};
 use domain::ports::{IssueError, IssuedCounts, RepoError, UnitOfWork};
 use domain::user::Role;
@@ -181,6 +181,172 @@ async fn issue_refuses_when_sold_out_or_unknown() {
         1
     );
     tx.commit().await.unwrap();
+}
+
+/// An answer of `issue`/`issue_batch` with the parts that do not depend on the call's
+/// timing: who got which number, or why not.
+fn outcome(
+    answer: &Result<domain::coupon::CouponIssue, IssueError>,
+) -> Result<(UserId, i64), IssueError> {
+    answer
+        .as_ref()
+        .map(|i| (i.user_id, i.seq))
+        .map_err(Clone::clone)
+}
+
+#[tokio::test]
+async fn issue_batch_decides_in_input_order_as_issue_one_by_one_would() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let mut buyers = Vec::new();
+    for _ in 0..4 {
+        buyers.push(user(tx.as_mut(), Role::Buyer).await.id);
+    }
+    let (a, b, c, d) = (buyers[0], buyers[1], buyers[2], buyers[3]);
+    // Two identical coupons of 4, 2 per user, where `a` already holds one: the batch runs on
+    // the first, `issue` one by one on the second.
+    let batched = coupon(tx.as_mut(), &seller, 4, 2).await;
+    let one_by_one = coupon(tx.as_mut(), &seller, 4, 2).await;
+    for id in [batched.id, one_by_one.id] {
+        tx.coupons().issue(grant(id, a)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    // a over its limit within the batch, b twice in the batch, sold out after the second b,
+    // and a both sold out and at its limit.
+    let users = [a, a, b, b, c, a, d];
+    let expected = vec![
+        Ok((a, 2)),
+        Err(IssueError::LimitReached),
+        Ok((b, 1)),
+        Ok((b, 2)),
+        Err(IssueError::SoldOut),
+        Err(IssueError::LimitReached),
+        Err(IssueError::SoldOut),
+    ];
+    let batch: Vec<NewCouponIssue> = users.iter().map(|&u| grant(batched.id, u)).collect();
+    let mut tx = db.store.begin().await.unwrap();
+    let answers = tx.coupons().issue_batch(&batch).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(answers.iter().map(outcome).collect::<Vec<_>>(), expected);
+    let mut tx = db.store.begin().await.unwrap();
+    let mut sequential = Vec::new();
+    for &u in &users {
+        sequential.push(outcome(&tx.coupons().issue(grant(one_by_one.id, u)).await));
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(sequential, expected);
+
+    // Each answer is the stored row, and the counter equals the rows.
+    let mut read = db.store.read().await.unwrap();
+    for issue in answers.iter().flatten() {
+        assert_eq!(issue.coupon_id, batched.id);
+        assert_eq!(issue.issued_at, NOW);
+        assert_eq!(issue.status, CouponIssueStatus::Issued);
+        assert_eq!(
+            read.coupons().get_issue(issue.id).await.unwrap().as_ref(),
+            Some(issue)
+        );
+    }
+    let stored = read.coupons().get(batched.id).await.unwrap().unwrap();
+    assert_eq!(stored.issued_quantity, 4);
+    assert_eq!(
+        read.coupons().issued_counts(batched.id).await.unwrap(),
+        IssuedCounts {
+            issued: 4,
+            per_user: vec![(a, 2), (b, 2)],
+        }
+    );
+    drop(read);
+    let mut raw = db.raw().await;
+    let rows = scalar(
+        &mut raw,
+        &format!(
+            "(SELECT count(*) FROM coupon_issues WHERE coupon_id = {})",
+            batched.id
+        ),
+    )
+    .await;
+    assert_eq!(rows, 4);
+}
+
+#[tokio::test]
+async fn issue_batch_refuses_unknown_coupons_and_mixed_batches() {
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let buyer = user(tx.as_mut(), Role::Buyer).await;
+    let c = coupon(tx.as_mut(), &seller, 10, 1).await;
+    tx.commit().await.unwrap();
+
+    let mut tx = db.store.begin().await.unwrap();
+    assert_eq!(tx.coupons().issue_batch(&[]).await, Ok(Vec::new()));
+    let unknown = [
+        grant(CouponId(999), buyer.id),
+        grant(CouponId(999), seller.id),
+    ];
+    assert_eq!(
+        tx.coupons().issue_batch(&unknown).await,
+        Ok(vec![Err(IssueError::NotFound), Err(IssueError::NotFound)])
+    );
+    let mixed = [grant(c.id, buyer.id), grant(CouponId(999), buyer.id)];
+    assert!(matches!(
+        tx.coupons().issue_batch(&mixed).await,
+        Err(RepoError::Internal(_))
+    ));
+    drop(tx);
+    let mut read = db.store.read().await.unwrap();
+    assert_eq!(
+        read.coupons()
+            .get(c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .issued_quantity,
+        0
+    );
+}
+
+#[tokio::test]
+async fn issue_batch_takes_a_large_batch_in_one_go() {
+    // More rows than any per-statement parameter count would allow if it grew per item.
+    let db = TestDb::new().await;
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let mut buyers = Vec::new();
+    for _ in 0..600 {
+        buyers.push(user(tx.as_mut(), Role::Buyer).await.id);
+    }
+    let c = coupon(tx.as_mut(), &seller, 500, 1).await;
+    tx.commit().await.unwrap();
+    let batch: Vec<NewCouponIssue> = buyers.iter().map(|&u| grant(c.id, u)).collect();
+    let mut tx = db.store.begin().await.unwrap();
+    let answers = tx.coupons().issue_batch(&batch).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(answers.len(), 600);
+    for (answer, &user) in answers.iter().take(500).zip(&buyers) {
+        assert_eq!(outcome(answer), Ok((user, 1)));
+    }
+    assert!(
+        answers[500..]
+            .iter()
+            .all(|a| *a == Err(IssueError::SoldOut))
+    );
+    let mut read = db.store.read().await.unwrap();
+    assert_eq!(
+        read.coupons()
+            .get(c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .issued_quantity,
+        500
+    );
+    assert_eq!(
+        read.coupons().issued_counts(c.id).await.unwrap().issued,
+        500
+    );
 }
 
 #[tokio::test]
