@@ -56,6 +56,10 @@ pub struct PgTransaction {
     committing: bool,
     /// The first statement error of this transaction: PostgreSQL has aborted it.
     aborted: Option<String>,
+    /// Items of the orders this unit of work has loaded. An order's items never change once
+    /// it exists, so a later read in the same unit of work (the payment's status change after
+    /// its `get`) takes them from here instead of another round trip.
+    pub(crate) order_items: std::collections::HashMap<i64, Vec<domain::order::OrderItem>>,
 }
 
 #[async_trait]
@@ -70,6 +74,7 @@ impl UnitOfWork for PgStore {
             mode: Mode::Write,
             committing: false,
             aborted: None,
+            order_items: std::collections::HashMap::new(),
         }))
     }
 
@@ -80,6 +85,7 @@ impl UnitOfWork for PgStore {
             mode: Mode::Read,
             committing: false,
             aborted: None,
+            order_items: std::collections::HashMap::new(),
         }))
     }
 }

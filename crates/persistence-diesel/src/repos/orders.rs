@@ -8,7 +8,6 @@ use domain::order::{NewOrder, Order, OrderItem, OrderStatus};
 use domain::page::{CursorPage, Slice};
 use domain::ports::{OrderRepository, RepoError};
 use domain::{CouponIssueId, OrderId, ProductId, UserId};
-use std::collections::HashMap;
 use time::OffsetDateTime;
 
 #[derive(Queryable, Selectable)]
@@ -235,26 +234,36 @@ impl OrderRepository for PgTransaction {
 }
 
 impl PgTransaction {
-    /// Loads the items of `rows` in one query and assembles the orders, in the rows' order.
+    /// Loads the items of `rows` (one query for those this unit of work has not loaded yet)
+    /// and assembles the orders, in the rows' order.
     async fn with_items(&mut self, rows: Vec<OrderRow>) -> Result<Vec<Order>, RepoError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let conn = self.conn()?;
-        let loaded = items::table
-            .filter(items::order_id.eq_any(ids))
-            .order((items::order_id, items::id))
-            .select(ItemRow::as_select())
-            .load(conn)
-            .await;
-        let mut by_order: HashMap<i64, Vec<OrderItem>> = HashMap::new();
-        for item in self.check(loaded)? {
-            by_order.entry(item.order_id).or_default().push(item.into());
+        let missing: Vec<i64> = rows
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !self.order_items.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            let conn = self.conn()?;
+            let loaded = items::table
+                .filter(items::order_id.eq_any(&missing))
+                .order((items::order_id, items::id))
+                .select(ItemRow::as_select())
+                .load(conn)
+                .await;
+            let loaded = self.check(loaded)?;
+            for id in missing {
+                self.order_items.entry(id).or_default();
+            }
+            for item in loaded {
+                self.order_items
+                    .entry(item.order_id)
+                    .or_default()
+                    .push(item.into());
+            }
         }
         rows.into_iter()
             .map(|row| {
-                let items = by_order.remove(&row.id).unwrap_or_default();
+                let items = self.order_items.get(&row.id).cloned().unwrap_or_default();
                 row.into_domain(items)
             })
             .collect()
