@@ -45,6 +45,25 @@ pub fn from_diesel(error: DieselError) -> RepoError {
     }
 }
 
+/// Whether the error means the session itself is gone or going (server shutdown, terminated
+/// backend, broken socket): such a connection must never be handed out again.
+pub(crate) fn ends_session(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+            _,
+        ) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            ["terminating connection", "connection closed"]
+                .iter()
+                .any(|m| message.contains(m))
+        }
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => ends_session(commit_error),
+        _ => false,
+    }
+}
+
 fn classify_unknown(message: &str, detailed: String) -> RepoError {
     const CONFLICT: &[&str] = &[
         "deadlock detected",                       // 40P01

@@ -10,9 +10,9 @@
 //!   broken is refused either way (`is_broken`), so the common case of a database restart is
 //!   still caught at checkout;
 //! - a connection idle for longer than [`VERIFY_AFTER_IDLE`] gets the `SELECT 1`, as before;
-//! - what is left — a session that died silently within the last second — fails its request
-//!   with `Unavailable` (503) and is then discarded as broken, as any connection lost
-//!   mid-request is.
+//! - what is left — a session that ended within the last second, before tokio-postgres saw
+//!   its socket close — fails its request with `Unavailable` (503), and the unit of work that
+//!   saw that failure closes the connection instead of pooling it (`transaction`).
 
 use deadpool::managed::{Manager, Metrics, RecycleResult};
 use diesel_async::AsyncPgConnection;
@@ -143,7 +143,8 @@ mod tests {
                 .expect("terminate");
         }
         // tokio-postgres notices the closed socket on its own task; a checkout that wins that
-        // race gets the dead session, whose query fails and which is then discarded as broken.
+        // race gets the dead session and its query fails (`PgTransaction` then closes such a
+        // connection instead of pooling it; this raw pool just tries again).
         let mut replaced = None;
         for _ in 0..50 {
             let mut conn = pool.get().await.expect("checkout");
@@ -152,8 +153,7 @@ mod tests {
                     replaced = Some(now);
                     break;
                 }
-                Ok(_) => {}
-                Err(e) => assert!(conn.is_broken(), "a failed session must be discarded: {e}"),
+                Ok(_) | Err(_) => {}
             }
             drop(conn);
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -17,6 +17,11 @@
 //!   on the wire) or a transaction manager in an error state → detaches and closes: nobody
 //!   can know the session's state, so nobody may reuse it.
 //!
+//! Whatever the mode, a unit of work whose statement failed because the session ended (the
+//! server terminated it) closes its connection on drop: the pool skips its `SELECT 1` for
+//! recently used connections (see `recycle`) and might otherwise hand the dead session out
+//! once more before tokio-postgres has seen its socket close.
+//!
 //! Two backstops stay behind this: diesel-async's pool recycling refuses any connection whose
 //! transaction manager still reports an open transaction, and every session runs with
 //! `idle_in_transaction_session_timeout`.
@@ -56,6 +61,10 @@ pub struct PgTransaction {
     committing: bool,
     /// The first statement error of this transaction: PostgreSQL has aborted it.
     aborted: Option<String>,
+    /// A statement failed because the session ended (e.g. the server terminated it). The pool
+    /// might not have noticed yet (it skips the ping for recently used connections), so Drop
+    /// closes the connection instead of returning it.
+    session_lost: bool,
     /// Items of the orders this unit of work has loaded. An order's items never change once
     /// it exists, so a later read in the same unit of work (the payment's status change after
     /// its `get`) takes them from here instead of another round trip.
@@ -74,6 +83,7 @@ impl UnitOfWork for PgStore {
             mode: Mode::Write,
             committing: false,
             aborted: None,
+            session_lost: false,
             order_items: std::collections::HashMap::new(),
         }))
     }
@@ -85,6 +95,7 @@ impl UnitOfWork for PgStore {
             mode: Mode::Read,
             committing: false,
             aborted: None,
+            session_lost: false,
             order_items: std::collections::HashMap::new(),
         }))
     }
@@ -101,6 +112,7 @@ impl PgTransaction {
     /// Maps a statement's error and remembers that the transaction is aborted.
     pub(crate) fn check<T>(&mut self, result: QueryResult<T>) -> Result<T, RepoError> {
         result.map_err(|e| {
+            self.session_lost |= error::ends_session(&e);
             let mapped = error::from_diesel(e);
             if self.mode == Mode::Write && self.aborted.is_none() {
                 self.aborted = Some(mapped.to_string());
@@ -170,6 +182,10 @@ impl Drop for PgTransaction {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        if self.session_lost {
+            detach(conn);
+            return;
+        }
         if self.mode == Mode::Read {
             return;
         }

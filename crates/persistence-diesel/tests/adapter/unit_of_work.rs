@@ -291,6 +291,30 @@ async fn an_exhausted_pool_answers_unavailable_after_the_wait_timeout() {
 }
 
 #[tokio::test]
+async fn a_view_whose_session_was_terminated_is_closed_not_pooled() {
+    let db = TestDb::new().await;
+    let (_, _, p) = shop(&db.store, 3).await;
+    let mut view = db.store.read().await.unwrap();
+    assert!(view.products().get(p.id).await.is_ok());
+    let mut raw = db.raw().await;
+    raw.batch_execute(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ))
+    .await
+    .unwrap();
+    let lost = view.products().get(p.id).await;
+    assert!(matches!(lost, Err(RepoError::Unavailable(_))), "{lost:?}");
+    let before = db.store.pool_status().size;
+    drop(view);
+    // Returned to the pool, it would count in `size` until a checkout refused it.
+    assert_eq!(db.store.pool_status().size, before - 1);
+    let mut fresh = db.store.read().await.unwrap();
+    assert_eq!(fresh.products().get(p.id).await.unwrap().unwrap().stock, 3);
+}
+
+#[tokio::test]
 async fn lost_connections_answer_unavailable_and_the_pool_recovers_by_itself() {
     let db = TestDb::new().await;
     let (_, _, p) = shop(&db.store, 3).await;
