@@ -1,5 +1,6 @@
 //! Products and stock.
 
+use crate::cache::TtlCache;
 use crate::support::{AttemptError, check_cursor, check_offset, retry_on_conflict};
 use crate::{Actor, Shop, ShopError};
 use domain::ProductId;
@@ -93,22 +94,39 @@ impl Shop {
         } else {
             Some(ProductStatus::OnSale)
         };
-        // Same scheme as `get_product`: a page read at an older catalog version is never served.
-        let key = (status, page.page, page.size);
+        self.catalog_read(
+            &self.caches.product_lists,
+            (status, page.page, page.size),
+            || async {
+                let mut tx = self.ports.store.read().await?;
+                Ok(tx.products().list(status, page).await?)
+            },
+        )
+        .await
+    }
+
+    /// A catalog answer from `cache` if it was read at the current catalog version, else
+    /// `load`ed and cached stamped with the version read *before* loading: a change that
+    /// finishes meanwhile bumps the version, so the answer is never served after it.
+    async fn catalog_read<K, V, F, Fut>(
+        &self,
+        cache: &TtlCache<K, (u64, V)>,
+        key: K,
+        load: F,
+    ) -> Result<V, ShopError>
+    where
+        K: Eq + std::hash::Hash,
+        V: Clone,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<V, ShopError>>,
+    {
         let version = self.caches.catalog_version();
-        if let Some((_, listed)) = self
-            .caches
-            .product_lists
-            .get_if(&key, |(v, _)| *v == version)
-        {
-            return Ok(listed);
+        if let Some((_, value)) = cache.get_if(&key, |(v, _)| *v == version) {
+            return Ok(value);
         }
-        let mut tx = self.ports.store.read().await?;
-        let listed = tx.products().list(status, page).await?;
-        self.caches
-            .product_lists
-            .put(key, (version, listed.clone()));
-        Ok(listed)
+        let value = load().await?;
+        cache.put(key, (version, value.clone()));
+        Ok(value)
     }
 
     /// OFF products are `NotFound` for everyone but their seller and admins.
@@ -117,20 +135,15 @@ impl Shop {
         actor: Option<Actor>,
         id: ProductId,
     ) -> Result<Product, ShopError> {
-        let version = self.caches.catalog_version();
-        let product = match self.caches.products.get_if(&id, |(v, _)| *v == version) {
-            Some((_, product)) => product,
-            None => {
+        let product = self
+            .catalog_read(&self.caches.products, id, || async {
                 let mut tx = self.ports.store.read().await?;
-                let product = tx
-                    .products()
+                tx.products()
                     .get(id)
                     .await?
-                    .ok_or_else(|| ShopError::not_found("product", id))?;
-                self.caches.products.put(id, (version, product.clone()));
-                product
-            }
-        };
+                    .ok_or_else(|| ShopError::not_found("product", id))
+            })
+            .await?;
         let manages = actor.is_some_and(|a| product.is_managed_by(a.user_id, a.is_admin()));
         if product.status == ProductStatus::Off && !manages {
             return Err(ShopError::not_found("product", id));

@@ -78,30 +78,27 @@ impl UnitOfWork for PgStore {
         AnsiTransactionManager::begin_transaction(&mut *conn)
             .await
             .map_err(error::from_diesel)?;
-        Ok(Box::new(PgTransaction {
-            conn: Some(conn),
-            mode: Mode::Write,
-            committing: false,
-            aborted: None,
-            session_lost: false,
-            order_items: std::collections::HashMap::new(),
-        }))
+        Ok(Box::new(PgTransaction::open(conn, Mode::Write)))
     }
 
     async fn read(&self) -> Result<Box<dyn Transaction>, RepoError> {
         let conn = self.pool.get().await.map_err(error::from_pool)?;
-        Ok(Box::new(PgTransaction {
-            conn: Some(conn),
-            mode: Mode::Read,
-            committing: false,
-            aborted: None,
-            session_lost: false,
-            order_items: std::collections::HashMap::new(),
-        }))
+        Ok(Box::new(PgTransaction::open(conn, Mode::Read)))
     }
 }
 
 impl PgTransaction {
+    fn open(conn: PgConnection, mode: Mode) -> Self {
+        Self {
+            conn: Some(conn),
+            mode,
+            committing: false,
+            aborted: None,
+            session_lost: false,
+            order_items: std::collections::HashMap::new(),
+        }
+    }
+
     /// The connection, for one statement. Its result must go through [`Self::check`].
     pub(crate) fn conn(&mut self) -> Result<&mut AsyncPgConnection, RepoError> {
         self.conn

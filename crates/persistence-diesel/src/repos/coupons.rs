@@ -216,13 +216,7 @@ impl CouponRepository for PgTransaction {
         //    Conflict, never a second copy).
         let conn = self.conn()?;
         let inserted = diesel::insert_into(issues::table)
-            .values((
-                issues::coupon_id.eq(issue.coupon_id.0),
-                issues::user_id.eq(issue.user_id.0),
-                issues::seq.eq(held + 1),
-                issues::status.eq(CouponIssueStatus::Issued.as_str()),
-                issues::issued_at.eq(issue.issued_at),
-            ))
+            .values(IssueInsert::new(&issue, held + 1))
             .returning(IssueRow::as_returning())
             .get_result(conn)
             .await;
