@@ -13,6 +13,9 @@
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
+# memory (the default, fast) and postgres (durable: a broker killed and restarted keeps its
+# topics; the fault tests use it). A cache built with other features is rebuilt.
+TANSU_FEATURES=dynostore,postgres
 TANSU_HOME=${TANSU_HOME:-"$HOME/.cache/shop-tansu"}
 TANSU_PORT=${TANSU_PORT:-9092}
 PID_FILE="$TANSU_HOME/tansu-$TANSU_PORT.pid"
@@ -24,7 +27,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The binary to run: ours in the cache dir, else a matching one on PATH.
 tansu_bin() {
-  if [ -x "$TANSU_HOME/bin/tansu" ]; then
+  if [ -x "$TANSU_HOME/bin/tansu" ] && [ "$(cat "$TANSU_HOME/features" 2>/dev/null)" = "$TANSU_FEATURES" ]; then
     echo "$TANSU_HOME/bin/tansu"
   elif command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q " $TANSU_VERSION\$"; then
     command -v tansu
@@ -36,8 +39,9 @@ install() {
   command -v cargo >/dev/null 2>&1 || { log "cargo is needed to build tansu"; exit 1; }
   mkdir -p "$TANSU_HOME"
   log "building tansu $TANSU_VERSION into $TANSU_HOME (takes a few minutes, once)"
-  cargo install tansu --version "$TANSU_VERSION" --features dynostore --locked \
-    --root "$TANSU_HOME" >&2
+  cargo install tansu --version "$TANSU_VERSION" --features "$TANSU_FEATURES" --locked \
+    --force --root "$TANSU_HOME" >&2
+  echo "$TANSU_FEATURES" >"$TANSU_HOME/features"
 }
 
 running_pid() {
