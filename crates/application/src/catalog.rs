@@ -1,6 +1,7 @@
 //! Products and stock.
 
 use crate::cache::TtlCache;
+use crate::idempotency::{Keyed, record_answer};
 use crate::support::{AttemptError, check_cursor, check_offset, retry_on_conflict};
 use crate::{Actor, Shop, ShopError};
 use domain::ProductId;
@@ -156,15 +157,17 @@ impl Shop {
         &self,
         actor: Actor,
         draft: ProductDraft,
+        keyed: Option<&Keyed<Product>>,
     ) -> Result<Product, ShopError> {
         require_seller(actor, "create products")?;
+        let now = self.now();
         let new = NewProduct::new(
             actor.user_id,
             &draft.name,
             draft.price,
             draft.stock,
             draft.status,
-            self.now(),
+            now,
         )
         .map_err(ShopError::Validation)?;
         // A new product changes list pages (and their totals).
@@ -172,6 +175,7 @@ impl Shop {
         let product = retry_on_conflict("create_product", || async {
             let mut tx = self.ports.store.begin().await?;
             let product = tx.products().insert(new.clone()).await?;
+            record_answer(tx.as_mut(), keyed, &product, now).await?;
             tx.commit().await?;
             Ok(product)
         })
@@ -213,6 +217,7 @@ impl Shop {
         id: ProductId,
         delta: i64,
         note: Option<String>,
+        keyed: Option<&Keyed<Product>>,
     ) -> Result<Product, ShopError> {
         require_seller(actor, "adjust stock")?;
         let _changes_catalog = self.caches.catalog_write();
@@ -255,6 +260,7 @@ impl Shop {
                     other => stock_error(id, -delta, other),
                 }
             })?;
+            record_answer(tx.as_mut(), keyed, &product, now).await?;
             tx.commit().await?;
             Ok(product)
         })

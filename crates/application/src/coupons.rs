@@ -6,6 +6,7 @@
 
 use crate::config::CouponIssueMode;
 use crate::events::{COUPON_AGGREGATE, CouponIssueRequested, envelope};
+use crate::idempotency::{Keyed, record_answer};
 use crate::support::{AttemptError, retry_on_conflict};
 use crate::{Actor, Shop, ShopError};
 use domain::coupon::{
@@ -56,17 +57,20 @@ impl Shop {
         &self,
         actor: Actor,
         draft: CouponDraft,
+        keyed: Option<&Keyed<Coupon>>,
     ) -> Result<Coupon, ShopError> {
         if !actor.role.can_sell() {
             return Err(ShopError::Forbidden(
                 "only sellers and admins may create coupons".into(),
             ));
         }
-        let new = NewCoupon::new(actor.user_id, actor.is_admin(), draft, self.now())
+        let now = self.now();
+        let new = NewCoupon::new(actor.user_id, actor.is_admin(), draft, now)
             .map_err(ShopError::Validation)?;
         let coupon = retry_on_conflict("create_coupon", || async {
             let mut tx = self.ports.store.begin().await?;
             let coupon = tx.coupons().insert(new.clone()).await?;
+            record_answer(tx.as_mut(), keyed, &coupon, now).await?;
             tx.commit().await?;
             Ok(coupon)
         })
@@ -107,6 +111,7 @@ impl Shop {
         &self,
         actor: Actor,
         id: CouponId,
+        keyed: Option<&Keyed<IssueOutcome>>,
     ) -> Result<IssueOutcome, ShopError> {
         let now = self.now();
         // Every request of a burst needs the same immutable policy: read it once per few
@@ -133,7 +138,7 @@ impl Shop {
             }
         }
         let outcome = match self.config.coupon_issue_mode {
-            CouponIssueMode::Sync => self.persist_grant(&coupon, actor.user_id, now).await,
+            CouponIssueMode::Sync => self.persist_grant(&coupon, actor.user_id, now, keyed).await,
             CouponIssueMode::Async => self.request_issue(&coupon, actor.user_id, now).await,
         };
         if let Err(e) = &outcome {
@@ -178,6 +183,7 @@ impl Shop {
         coupon: &Coupon,
         user: UserId,
         now: time::OffsetDateTime,
+        keyed: Option<&Keyed<IssueOutcome>>,
     ) -> Result<IssueOutcome, ShopError> {
         let id = coupon.id;
         let grant = NewCouponIssue {
@@ -187,7 +193,7 @@ impl Shop {
         };
         let issue = self
             .issue_batcher
-            .issue(&self.ports.store, grant)
+            .issue(&self.ports.store, grant, keyed.cloned())
             .await?
             .map_err(|refusal| ShopError::from(issue_error(id, refusal)))?;
         metrics::counter!("coupons_issued_total").increment(1);

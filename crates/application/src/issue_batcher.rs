@@ -16,15 +16,23 @@
 //! grant is still persisted, like a grant whose commit was already on the wire: the gate has
 //! counted it, so the store keeps agreeing with the gate; the user finds it among their coupons.
 //!
+//!
+//! A keyed grant's answer is stored in its batch's transaction, like any keyed change (see
+//! [`crate::idempotency`]). A grant whose claim was taken over is left out: the batch runs again
+//! without it, and that waiter hears `IdempotencyInProgress`.
+//!
 //! [`CouponRepository::issue_batch`]: domain::ports::CouponRepository::issue_batch
 
 use crate::ShopError;
+use crate::coupons::IssueOutcome;
+use crate::idempotency::Keyed;
 use crate::support::retry_on_conflict;
 use domain::CouponId;
 use domain::coupon::{CouponIssue, NewCouponIssue};
 use domain::ports::{IssueError, UnitOfWork};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -37,8 +45,14 @@ pub(crate) const MAX_BATCH: usize = 512;
 /// `NotFound`); the outer error fails the whole batch, every grant in it alike.
 pub(crate) type BatchedIssue = Result<Result<CouponIssue, IssueError>, ShopError>;
 
+/// One grant to persist, with its key when the request had one.
+pub(crate) struct Grant {
+    pub(crate) issue: NewCouponIssue,
+    pub(crate) keyed: Option<Keyed<IssueOutcome>>,
+}
+
 struct Waiter {
-    issue: NewCouponIssue,
+    grant: Grant,
     reply: oneshot::Sender<BatchedIssue>,
 }
 
@@ -56,16 +70,21 @@ impl IssueBatcher {
         self: &Arc<Self>,
         store: &Arc<dyn UnitOfWork>,
         issue: NewCouponIssue,
+        keyed: Option<Keyed<IssueOutcome>>,
     ) -> BatchedIssue {
         let coupon = issue.coupon_id;
         let (reply, answer) = oneshot::channel();
+        let waiter = Waiter {
+            grant: Grant { issue, keyed },
+            reply,
+        };
         let starts_drain = match self.queues().entry(coupon) {
             Entry::Occupied(mut queue) => {
-                queue.get_mut().push(Waiter { issue, reply });
+                queue.get_mut().push(waiter);
                 false
             }
             Entry::Vacant(slot) => {
-                slot.insert(vec![Waiter { issue, reply }]);
+                slot.insert(vec![waiter]);
                 true
             }
         };
@@ -92,17 +111,18 @@ impl IssueBatcher {
         };
         while let Some(batch) = self.next_batch(coupon) {
             metrics::histogram!("coupon_issue_batch_size").record(batch.len() as f64);
-            let issues: Vec<NewCouponIssue> = batch.iter().map(|w| w.issue.clone()).collect();
-            match persist(store.as_ref(), &issues).await {
+            let (grants, replies): (Vec<Grant>, Vec<_>) =
+                batch.into_iter().map(|w| (w.grant, w.reply)).unzip();
+            match persist(store.as_ref(), &grants).await {
                 Ok(results) => {
-                    for (waiter, result) in batch.into_iter().zip(results) {
+                    for (reply, result) in replies.into_iter().zip(results) {
                         // A waiter that went away is simply not told.
-                        let _ = waiter.reply.send(Ok(result));
+                        let _ = reply.send(result);
                     }
                 }
                 Err(e) => {
-                    for waiter in batch {
-                        let _ = waiter.reply.send(Err(e.clone()));
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
@@ -135,28 +155,61 @@ impl IssueBatcher {
     }
 }
 
-/// One transaction for the whole batch, run again from scratch on a store conflict.
-async fn persist(
-    store: &dyn UnitOfWork,
-    issues: &[NewCouponIssue],
-) -> Result<Vec<Result<CouponIssue, IssueError>>, ShopError> {
+/// One transaction for the whole batch, run again from scratch on a store conflict, and
+/// without the grants whose key was taken over (their answers could not be stored with them).
+/// One answer per grant, in input order.
+async fn persist(store: &dyn UnitOfWork, grants: &[Grant]) -> Result<Vec<BatchedIssue>, ShopError> {
+    let lost: Vec<AtomicBool> = grants.iter().map(|_| AtomicBool::new(false)).collect();
     let results = retry_on_conflict("issue_coupon_batch", || async {
-        let mut tx = store.begin().await?;
-        let results = tx.coupons().issue_batch(issues).await?;
-        tx.commit().await?;
-        Ok(results)
+        loop {
+            let kept: Vec<usize> = (0..grants.len())
+                .filter(|&i| !lost[i].load(Ordering::Relaxed))
+                .collect();
+            let issues: Vec<NewCouponIssue> =
+                kept.iter().map(|&i| grants[i].issue.clone()).collect();
+            let mut tx = store.begin().await?;
+            let results = tx.coupons().issue_batch(&issues).await?;
+            if results.len() != issues.len() {
+                // The answers cannot be matched to the waiters: a store bug.
+                return Err(ShopError::Internal(format!(
+                    "the store answered {} results for {} coupon issues",
+                    results.len(),
+                    issues.len()
+                ))
+                .into());
+            }
+            let mut claims_lost = false;
+            for (&i, result) in kept.iter().zip(&results) {
+                let (Ok(issue), Some(keyed)) = (result, &grants[i].keyed) else {
+                    continue;
+                };
+                let answer = keyed.answer(&IssueOutcome::Issued(issue.clone()));
+                let stored = tx
+                    .idempotency()
+                    .complete(keyed.claim(), &answer, grants[i].issue.issued_at)
+                    .await?;
+                if !stored {
+                    lost[i].store(true, Ordering::Relaxed);
+                    claims_lost = true;
+                }
+            }
+            if claims_lost {
+                // Dropping the transaction undoes the whole batch; it runs again without them.
+                continue;
+            }
+            tx.commit().await?;
+            return Ok((kept, results));
+        }
     })
     .await?;
-    if results.len() == issues.len() {
-        Ok(results)
-    } else {
-        // Committed, but the answers cannot be matched to the waiters: a store bug.
-        Err(ShopError::Internal(format!(
-            "the store answered {} results for {} coupon issues",
-            results.len(),
-            issues.len()
-        )))
+    let (kept, results) = results;
+    let mut answers: Vec<BatchedIssue> = (0..grants.len())
+        .map(|_| Err(ShopError::IdempotencyInProgress))
+        .collect();
+    for (i, result) in kept.into_iter().zip(results) {
+        answers[i] = Ok(result);
     }
+    Ok(answers)
 }
 
 /// Ends a drain task that did not finish normally (a panic, or the runtime dropping it): its
@@ -290,6 +343,7 @@ mod tests {
                         user_id: UserId(user),
                         issued_at: NOW,
                     },
+                    None,
                 )
                 .await
         })
@@ -461,7 +515,7 @@ mod tests {
             issued_at: NOW,
         };
         assert!(matches!(
-            batcher.issue(&store, grant).await,
+            batcher.issue(&store, grant, None).await,
             Err(ShopError::Unavailable(_))
         ));
         assert!(batcher.queues().is_empty());

@@ -6,6 +6,7 @@
 
 use crate::catalog::stock_error;
 use crate::events::{ORDER_AGGREGATE, OrderRefunded, envelope};
+use crate::idempotency::{Keyed, record_answer};
 use crate::support::{AttemptError, check_cursor, retry_on_conflict};
 use crate::wallet::wallet_error;
 use crate::{Actor, Shop, ShopError};
@@ -35,11 +36,12 @@ impl Shop {
         actor: Actor,
         lines: Vec<OrderLine>,
         coupon_issue_id: Option<CouponIssueId>,
+        keyed: Option<&Keyed<Order>>,
     ) -> Result<Order, ShopError> {
         validate_lines(&lines).map_err(ShopError::Validation)?;
         let _changes_catalog = self.caches.catalog_write();
         let order = retry_on_conflict("place_order", || {
-            self.place_order_attempt(actor, &lines, coupon_issue_id)
+            self.place_order_attempt(actor, &lines, coupon_issue_id, keyed)
         })
         .await?;
         metrics::counter!("orders_placed_total").increment(1);
@@ -52,6 +54,7 @@ impl Shop {
         actor: Actor,
         lines: &[OrderLine],
         coupon_issue_id: Option<CouponIssueId>,
+        keyed: Option<&Keyed<Order>>,
     ) -> Result<Order, AttemptError> {
         let now = self.now();
         let mut tx = self.ports.store.begin().await?;
@@ -103,6 +106,7 @@ impl Shop {
                     ShopError::CouponNotApplicable(format!("coupon issue {issue} is already used"))
                 })?;
         }
+        record_answer(tx.as_mut(), keyed, &order, now).await?;
         tx.commit().await?;
         Ok(order)
     }
@@ -133,9 +137,15 @@ impl Shop {
     /// Errors: `NotFound`, `InvalidOrderState` (already final, or a concurrent pay/cancel/expiry
     /// changed the order first).
     #[tracing::instrument(skip_all, fields(user = %actor.user_id, order = %id))]
-    pub async fn cancel_order(&self, actor: Actor, id: OrderId) -> Result<Order, ShopError> {
+    pub async fn cancel_order(
+        &self,
+        actor: Actor,
+        id: OrderId,
+        keyed: Option<&Keyed<Order>>,
+    ) -> Result<Order, ShopError> {
         let _changes_catalog = self.caches.catalog_write();
-        let order = retry_on_conflict("cancel_order", || self.cancel_attempt(actor, id)).await?;
+        let order =
+            retry_on_conflict("cancel_order", || self.cancel_attempt(actor, id, keyed)).await?;
         let outcome = if order.status == OrderStatus::Refunded {
             "refunded"
         } else {
@@ -146,7 +156,12 @@ impl Shop {
         Ok(order)
     }
 
-    async fn cancel_attempt(&self, actor: Actor, id: OrderId) -> Result<Order, AttemptError> {
+    async fn cancel_attempt(
+        &self,
+        actor: Actor,
+        id: OrderId,
+        keyed: Option<&Keyed<Order>>,
+    ) -> Result<Order, AttemptError> {
         let now = self.now();
         let mut tx = self.ports.store.begin().await?;
         let order = visible_order(tx.as_mut(), actor, id).await?;
@@ -169,6 +184,7 @@ impl Shop {
                 "order {id} was changed by a concurrent request; read it again"
             ))
         })?;
+        record_answer(tx.as_mut(), keyed, &done, now).await?;
         tx.commit().await?;
         Ok(done)
     }

@@ -1,6 +1,7 @@
 //! Paying an order from the wallet.
 
 use crate::events::{ORDER_AGGREGATE, OrderPaid, envelope};
+use crate::idempotency::{Keyed, record_answer};
 use crate::orders::sold_quantities;
 use crate::support::{AttemptError, retry_on_conflict};
 use crate::wallet::wallet_error;
@@ -33,8 +34,13 @@ impl Shop {
     /// Only the owner pays (an admin sees others' orders but does not spend their money).
     /// Errors: `NotFound`, `OrderNotPayable`, `InsufficientBalance`.
     #[tracing::instrument(skip_all, fields(user = %actor.user_id, order = %order_id))]
-    pub async fn pay(&self, actor: Actor, order_id: OrderId) -> Result<Payment, ShopError> {
-        match retry_on_conflict("pay", || self.pay_attempt(actor, order_id)).await? {
+    pub async fn pay(
+        &self,
+        actor: Actor,
+        order_id: OrderId,
+        keyed: Option<&Keyed<Payment>>,
+    ) -> Result<Payment, ShopError> {
+        match retry_on_conflict("pay", || self.pay_attempt(actor, order_id, keyed)).await? {
             PayOutcome::Paid(payment) => {
                 metrics::counter!("payments_total", "status" => "SUCCEEDED").increment(1);
                 tracing::info!(payment = %payment.id, amount = payment.amount, "order paid");
@@ -60,6 +66,7 @@ impl Shop {
         &self,
         actor: Actor,
         order_id: OrderId,
+        keyed: Option<&Keyed<Payment>>,
     ) -> Result<PayOutcome, AttemptError> {
         let now = self.now();
         let mut tx = self.ports.store.begin().await?;
@@ -126,6 +133,7 @@ impl Shop {
             now,
         )?;
         tx.outbox().append(event, now).await?;
+        record_answer(tx.as_mut(), keyed, &payment, now).await?;
         tx.commit().await?;
         Ok(PayOutcome::Paid(payment))
     }

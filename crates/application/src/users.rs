@@ -11,6 +11,7 @@
 //! has that shape (`ensure_admin` refuses such an `ADMIN_TOKEN`, and a signed user's row holds
 //! the hash of its random part only, never of the whole token).
 
+use crate::idempotency::{Keyed, record_answer};
 use crate::support::{retry_on_conflict, sha256_hex};
 use crate::tokens::{self, SignedToken, TokenSigner};
 use crate::{Actor, Shop, ShopError};
@@ -41,6 +42,7 @@ impl Shop {
         caller: Option<Actor>,
         name: &str,
         role: Option<Role>,
+        keyed: Option<&Keyed<SignedUp>>,
     ) -> Result<SignedUp, ShopError> {
         let role = role.unwrap_or(Role::Buyer);
         let caller_is_admin = caller.is_some_and(|c| c.is_admin());
@@ -61,16 +63,18 @@ impl Shop {
             token_hash: hash_token(&random),
             created_at: self.now(),
         };
-        let user = retry_on_conflict("sign_up", || async {
+        let signed_up = retry_on_conflict("sign_up", || async {
             let mut tx = self.ports.store.begin().await?;
             let user = tx.users().insert(new_user.clone()).await?;
+            let token = signer.sign(&random, user.id, user.role);
+            let signed_up = SignedUp { user, token };
+            record_answer(tx.as_mut(), keyed, &signed_up, new_user.created_at).await?;
             tx.commit().await?;
-            Ok(user)
+            Ok(signed_up)
         })
         .await?;
-        tracing::info!(user = %user.id, role = role.as_str(), "user signed up");
-        let token = signer.sign(&random, user.id, user.role);
-        Ok(SignedUp { user, token })
+        tracing::info!(user = %signed_up.user.id, role = role.as_str(), "user signed up");
+        Ok(signed_up)
     }
 
     /// Resolves a bearer token: a signed one by its MAC alone, any other by a lookup.
@@ -246,7 +250,7 @@ mod tests {
             gate: Arc::new(memory::MemoryCouponGate::new()),
             ranking: Arc::new(memory::MemoryRankingStore::new()),
             publisher: Arc::new(memory::InProcessBus::new()),
-            idempotency: Arc::new(memory::MemoryIdempotencyStore::new()),
+            idempotency: Arc::new(memory::MemoryStore::new()),
             clock: Arc::new(memory::SystemClock),
         };
         Shop::new(ports, ShopConfig::default())
@@ -263,7 +267,11 @@ mod tests {
         };
         let mut users = Vec::new();
         for role in [Role::Buyer, Role::Seller, Role::Admin] {
-            users.push(shop.sign_up(Some(admin), "kim", Some(role)).await.unwrap());
+            users.push(
+                shop.sign_up(Some(admin), "kim", Some(role), None)
+                    .await
+                    .unwrap(),
+            );
         }
         (store, shop, admin, users)
     }
@@ -417,8 +425,8 @@ mod tests {
         let store = Arc::new(WatchedStore::default());
         let first = shop_over(store.clone());
         let second = shop_over(store.clone());
-        let a = first.sign_up(None, "a", None).await.unwrap();
-        let b = second.sign_up(None, "b", None).await.unwrap();
+        let a = first.sign_up(None, "a", None, None).await.unwrap();
+        let b = second.sign_up(None, "b", None, None).await.unwrap();
         assert_eq!(second.authenticate(&a.token).await, Ok(actor_of(&a)));
         assert_eq!(first.authenticate(&b.token).await, Ok(actor_of(&b)));
         // A shop started later (a restart) loads the same secret.
@@ -432,13 +440,13 @@ mod tests {
         let shop = shop_over(store.clone());
         store.down.store(true, Ordering::SeqCst);
         assert!(matches!(
-            shop.sign_up(None, "a", None).await,
+            shop.sign_up(None, "a", None, None).await,
             Err(ShopError::Unavailable(_))
         ));
         store.down.store(false, Ordering::SeqCst);
-        let a = shop.sign_up(None, "a", None).await.unwrap();
+        let a = shop.sign_up(None, "a", None, None).await.unwrap();
         let loaded = store.opened();
-        shop.sign_up(None, "b", None).await.unwrap();
+        shop.sign_up(None, "b", None, None).await.unwrap();
         // One transaction for the insert, none to load the secret again.
         assert_eq!(store.opened(), loaded + 1);
         assert_eq!(shop.authenticate(&a.token).await, Ok(actor_of(&a)));

@@ -1,5 +1,6 @@
 //! The point wallet: balance, charge, history.
 
+use crate::idempotency::{Keyed, record_answer};
 use crate::support::{AttemptError, check_cursor, retry_on_conflict};
 use crate::{Actor, Shop, ShopError};
 use domain::page::{CursorPage, Slice};
@@ -16,10 +17,12 @@ impl Shop {
     }
 
     /// Errors: `InvalidAmount` (below `MIN_CHARGE` or not positive), `BalanceLimitExceeded`.
+    /// With `keyed`, the answer is stored in the charge's transaction.
     pub async fn charge(
         &self,
         actor: Actor,
         amount: i64,
+        keyed: Option<&Keyed<(Wallet, WalletTransaction)>>,
     ) -> Result<(Wallet, WalletTransaction), ShopError> {
         let limits = self.config.wallet;
         limits.check_amount(amount).map_err(charge_error)?;
@@ -50,6 +53,7 @@ impl Shop {
                     }
                     other => wallet_error(actor.user_id, other),
                 })?;
+            record_answer(tx.as_mut(), keyed, &applied, now).await?;
             tx.commit().await?;
             Ok(applied)
         })

@@ -9,20 +9,19 @@
 mod suite;
 
 use application::{Ports, Shop, ShopConfig};
-use memory::{
-    InProcessBus, ManualClock, MemoryCouponGate, MemoryIdempotencyStore, MemoryRankingStore,
-    MemoryStore,
-};
+use memory::{InProcessBus, ManualClock, MemoryCouponGate, MemoryRankingStore, MemoryStore};
 use std::sync::Arc;
 use time::macros::datetime;
 
 async fn memory_shop() -> Shop {
+    // Keyed answers live in the store's own state, as in the embedded profile.
+    let store = MemoryStore::new();
     let ports = Ports {
-        store: Arc::new(MemoryStore::new()),
+        store: Arc::new(store.clone()),
         gate: Arc::new(MemoryCouponGate::new()),
         ranking: Arc::new(MemoryRankingStore::cold()),
         publisher: Arc::new(InProcessBus::new()),
-        idempotency: Arc::new(MemoryIdempotencyStore::new()),
+        idempotency: Arc::new(store),
         // 10:30 in Seoul: business days are easy to reason about.
         clock: Arc::new(ManualClock::new(datetime!(2026-11-21 01:30:00.123456 UTC))),
     };

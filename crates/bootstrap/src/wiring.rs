@@ -112,12 +112,17 @@ pub async fn wire(config: &Config) -> Result<Wiring, WiringError> {
 pub async fn store(config: &Config) -> Result<StoreGroup, WiringError> {
     match &config.database_url {
         Some(url) => postgres_store(url.expose(), config).await,
-        None => Ok(StoreGroup {
-            store: Arc::new(memory::MemoryStore::new()),
-            idempotency: Arc::new(memory::MemoryIdempotencyStore::new()),
-            health: Vec::new(),
-            locks: None,
-        }),
+        None => {
+            // One store for both ports: a keyed request's answer is kept in the same state
+            // (and under the same lock) as the change it answers.
+            let store = memory::MemoryStore::new();
+            Ok(StoreGroup {
+                store: Arc::new(store.clone()),
+                idempotency: Arc::new(store),
+                health: Vec::new(),
+                locks: None,
+            })
+        }
     }
 }
 

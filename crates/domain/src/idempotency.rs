@@ -36,6 +36,19 @@ pub struct IdempotencyScope {
     pub key: IdempotencyKey,
 }
 
+/// Who holds a claimed key: a random number drawn by the request that claimed it. Completing
+/// or releasing a key is conditional on the token, so a request whose claim was taken over
+/// (its lease ran out) can neither store its answer nor give the key back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClaimToken(pub i64);
+
+/// A key claimed by one request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyClaim {
+    pub scope: IdempotencyScope,
+    pub token: ClaimToken,
+}
+
 /// The response kept for replay, byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -47,8 +60,11 @@ pub struct StoredResponse {
 /// What the store answers when a request with a key starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyStart {
-    /// First time: the caller runs the request and then completes or abandons the key.
-    Started,
+    /// First time (or a lease takeover): the caller runs the request under this claim. A
+    /// change is answered by storing the response in the change's own transaction
+    /// ([`crate::ports::IdempotencyRecords`]); a refusal by [`crate::ports::IdempotencyStore::complete`];
+    /// an answer not worth keeping releases the key.
+    Started(IdempotencyClaim),
     /// Same key and body, finished before: replay this.
     Replay(StoredResponse),
     /// Same key, the first request is still running.
@@ -60,13 +76,17 @@ pub enum IdempotencyStart {
 /// Records are kept at least this long (API.md: 24 hours).
 pub const RETENTION: time::Duration = time::Duration::hours(24);
 
-/// A started key that was never completed (the process died mid-request) stops blocking
-/// retries after this long.
+/// A started key that was never completed (the process died mid-request, or its transaction
+/// rolled back and the release was lost) stops blocking retries after this long. Taking it over
+/// is safe whatever the first request is still doing: the first request's transaction stores
+/// its answer only while its token still holds the key, so of the two at most one commits.
 pub const IN_PROGRESS_LEASE: time::Duration = time::Duration::seconds(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRequest {
     pub scope: IdempotencyScope,
+    /// The token this request claims the key with.
+    pub token: ClaimToken,
     /// SHA-256 of the request body, hex.
     pub fingerprint: String,
     pub now: OffsetDateTime,

@@ -12,7 +12,7 @@
 //! | `CouponGate` | [`MemoryCouponGate`] |
 //! | `RankingStore` | [`MemoryRankingStore`] |
 //! | `EventPublisher` (+ consumers) | [`InProcessBus`] |
-//! | `IdempotencyStore` | [`MemoryIdempotencyStore`] |
+//! | `IdempotencyStore` | [`MemoryStore`] (the records live in the store's state, so an answer commits with its effect) |
 //! | `Clock` | [`SystemClock`], [`ManualClock`] |
 //! | `DataPlatform` | [`LoggingDataPlatform`], [`RecordingDataPlatform`] |
 //!
@@ -23,7 +23,6 @@ mod bus;
 mod clock;
 mod data_platform;
 mod gate;
-mod idempotency;
 mod ranking;
 mod store;
 
@@ -31,6 +30,5 @@ pub use bus::{DEFAULT_MAX_RETRY_BACKOFF, DEFAULT_RETRY_BACKOFF, InProcessBus};
 pub use clock::{ManualClock, SystemClock};
 pub use data_platform::{LoggingDataPlatform, RecordingDataPlatform};
 pub use gate::MemoryCouponGate;
-pub use idempotency::MemoryIdempotencyStore;
 pub use ranking::MemoryRankingStore;
 pub use store::{DEFAULT_LOCK_TIMEOUT, MemoryStore};

@@ -1,21 +1,27 @@
 //! `Idempotency-Key` records in PostgreSQL.
 //!
-//! Each call runs on its own pooled connection in autocommit mode, outside any unit of work:
-//! the claim must be visible to a concurrent retry at once, and must survive the request's own
-//! transaction rolling back.
+//! [`PgIdempotencyStore`] runs each call on its own pooled connection in autocommit mode,
+//! outside any unit of work: the claim must be visible to a concurrent retry at once, and must
+//! survive the request's own transaction rolling back. The answer of a change is stored by the
+//! change's own transaction ([`IdempotencyRecords`] on [`PgTransaction`]), with the same
+//! conditional `UPDATE` as [`IdempotencyStore::complete`]: whichever runs first holds the row
+//! lock, and the other waits for it and re-checks `status` and `claim_token` on the row it
+//! leaves (READ COMMITTED re-evaluates the `WHERE` of a blocked `UPDATE`/`DELETE`). So a
+//! release or a refusal's answer can never undo the answer of a committed change.
 
 use crate::error;
 use crate::recycle::PgPool;
+use crate::transaction::PgTransaction;
 use async_trait::async_trait;
 use diesel::OptionalExtension;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::idempotency::{
-    IN_PROGRESS_LEASE, IdempotencyRequest, IdempotencyScope, IdempotencyStart, RETENTION,
-    StoredResponse,
+    IN_PROGRESS_LEASE, IdempotencyClaim, IdempotencyRequest, IdempotencyScope, IdempotencyStart,
+    RETENTION, StoredResponse,
 };
-use domain::ports::{IdempotencyStore, RepoError};
+use domain::ports::{IdempotencyRecords, IdempotencyStore, RepoError};
 use time::OffsetDateTime;
 
 use crate::schema::idempotency_keys as keys;
@@ -29,17 +35,20 @@ pub struct PgIdempotencyStore {
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
 
-/// One statement decides who starts: a new key is inserted; an existing one is taken over only
+/// One statement decides who starts: a new key is inserted with the request's claim token; an
+/// existing one is taken over (with the new token) only
 /// if its first request died (an `IN_PROGRESS` claim older than the lease, same body) or its
 /// record is past retention, counted from the claim or the completion (then it behaves as if
 /// purged, whatever the body). Everything else leaves the row
 /// alone and returns no row. The primary key serializes concurrent first requests: the second
 /// waits for the first's insert and then finds a fresh claim it may not take.
 const CLAIM: &str = "\
-INSERT INTO idempotency_keys (user_id, method, path, key, fingerprint, status, started_at)
-VALUES ($1, $2, $3, $4, $5, 'IN_PROGRESS', $6)
+INSERT INTO idempotency_keys
+    (user_id, method, path, key, fingerprint, status, started_at, claim_token)
+VALUES ($1, $2, $3, $4, $5, 'IN_PROGRESS', $6, $9)
 ON CONFLICT (user_id, method, path, key) DO UPDATE
 SET fingerprint = EXCLUDED.fingerprint, status = 'IN_PROGRESS', started_at = EXCLUDED.started_at,
+    claim_token = EXCLUDED.claim_token,
     completed_at = NULL, response_status = NULL, content_type = NULL, body = NULL
 WHERE (idempotency_keys.status = 'IN_PROGRESS'
        AND idempotency_keys.started_at <= $7
@@ -118,12 +127,16 @@ impl IdempotencyStore for PgIdempotencyStore {
                 .bind::<Timestamptz, _>(request.now)
                 .bind::<Timestamptz, _>(request.now - IN_PROGRESS_LEASE)
                 .bind::<Timestamptz, _>(request.now - RETENTION)
+                .bind::<BigInt, _>(request.token.0)
                 .get_result::<Claimed>(&mut conn)
                 .await
                 .optional()
                 .map_err(error::from_diesel)?;
             if claimed.is_some() {
-                return Ok(IdempotencyStart::Started);
+                return Ok(IdempotencyStart::Started(IdempotencyClaim {
+                    scope: scope.clone(),
+                    token: request.token,
+                }));
             }
             let existing = keys::table
                 .find(pk(scope))
@@ -163,41 +176,66 @@ impl IdempotencyStore for PgIdempotencyStore {
 
     async fn complete(
         &self,
-        scope: &IdempotencyScope,
+        claim: &IdempotencyClaim,
         response: &StoredResponse,
         now: OffsetDateTime,
-    ) -> Result<(), RepoError> {
+    ) -> Result<bool, RepoError> {
         let mut conn = self.pool.get().await.map_err(error::from_pool)?;
-        // Only an open claim is completed: if the claim was taken over meanwhile, the first
-        // completion wins and later ones change nothing.
-        diesel::update(
-            keys::table
-                .find(pk(scope))
-                .filter(keys::status.eq(IN_PROGRESS)),
-        )
-        .set((
-            keys::status.eq(COMPLETED),
-            keys::completed_at.eq(Some(now)),
-            keys::response_status.eq(Some(i32::from(response.status))),
-            keys::content_type.eq(Some(&response.content_type)),
-            keys::body.eq(Some(&response.body)),
-        ))
-        .execute(&mut conn)
-        .await
-        .map(drop)
-        .map_err(error::from_diesel)
+        store_answer(&mut conn, claim, response, now)
+            .await
+            .map_err(error::from_diesel)
     }
 
-    async fn abandon(&self, scope: &IdempotencyScope) -> Result<(), RepoError> {
+    async fn release(&self, claim: &IdempotencyClaim) -> Result<bool, RepoError> {
         let mut conn = self.pool.get().await.map_err(error::from_pool)?;
         diesel::delete(
             keys::table
-                .find(pk(scope))
-                .filter(keys::status.eq(IN_PROGRESS)),
+                .find(pk(&claim.scope))
+                .filter(keys::status.eq(IN_PROGRESS))
+                .filter(keys::claim_token.eq(claim.token.0)),
         )
         .execute(&mut conn)
         .await
-        .map(drop)
+        .map(|deleted| deleted == 1)
         .map_err(error::from_diesel)
     }
+}
+
+#[async_trait]
+impl IdempotencyRecords for PgTransaction {
+    async fn complete(
+        &mut self,
+        claim: &IdempotencyClaim,
+        response: &StoredResponse,
+        now: OffsetDateTime,
+    ) -> Result<bool, RepoError> {
+        let result = store_answer(self.conn()?, claim, response, now).await;
+        self.check(result)
+    }
+}
+
+/// Stores the answer, only while `claim` holds the key in progress; `false` when it does not
+/// (taken over, released, or already answered).
+async fn store_answer(
+    conn: &mut AsyncPgConnection,
+    claim: &IdempotencyClaim,
+    response: &StoredResponse,
+    now: OffsetDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        keys::table
+            .find(pk(&claim.scope))
+            .filter(keys::status.eq(IN_PROGRESS))
+            .filter(keys::claim_token.eq(claim.token.0)),
+    )
+    .set((
+        keys::status.eq(COMPLETED),
+        keys::completed_at.eq(Some(now)),
+        keys::response_status.eq(Some(i32::from(response.status))),
+        keys::content_type.eq(Some(response.content_type.as_str())),
+        keys::body.eq(Some(response.body.as_slice())),
+    ))
+    .execute(conn)
+    .await
+    .map(|updated| updated == 1)
 }

@@ -196,6 +196,7 @@ diesel::table! {
         response_status -> Nullable<Integer>,
         content_type -> Nullable<Text>,
         body -> Nullable<Binary>,
+        claim_token -> BigInt,
     }
 }
 

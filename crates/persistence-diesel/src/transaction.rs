@@ -39,9 +39,9 @@ use async_trait::async_trait;
 use diesel::QueryResult;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 use domain::ports::{
-    CouponRepository, InboxRepository, OrderRepository, OutboxRepository, PaymentRepository,
-    ProductRepository, RepoError, SalesRepository, Transaction, UnitOfWork, UserRepository,
-    WalletRepository,
+    CouponRepository, IdempotencyRecords, InboxRepository, OrderRepository, OutboxRepository,
+    PaymentRepository, ProductRepository, RepoError, SalesRepository, Transaction, UnitOfWork,
+    UserRepository, WalletRepository,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +151,9 @@ impl Transaction for PgTransaction {
         self
     }
     fn inbox(&mut self) -> &mut dyn InboxRepository {
+        self
+    }
+    fn idempotency(&mut self) -> &mut dyn IdempotencyRecords {
         self
     }
 

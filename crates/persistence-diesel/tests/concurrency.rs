@@ -448,7 +448,7 @@ async fn a_burst_through_the_shop_is_batched_and_never_over_issues() {
                 user_id: buyer,
                 role: Role::Buyer,
             };
-            (buyer, shop.issue_coupon(actor, c.id).await)
+            (buyer, shop.issue_coupon(actor, c.id, None).await)
         }));
     }
     let mut singles = Vec::new();
@@ -697,9 +697,10 @@ async fn concurrent_first_requests_with_one_idempotency_key_start_once() {
             path: "/api/v1/payments".into(),
             key: IdempotencyKey::new(&format!("retry-{round}")).unwrap(),
         };
-        let results = race(&db.store, 30, move |store, _| {
+        let results = race(&db.store, 30, move |store, i| {
             let request = IdempotencyRequest {
                 scope: scope.clone(),
+                token: domain::idempotency::ClaimToken(i as i64),
                 fingerprint: "same body".into(),
                 now: NOW,
             };
@@ -708,7 +709,7 @@ async fn concurrent_first_requests_with_one_idempotency_key_start_once() {
         .await;
         let started = results
             .iter()
-            .filter(|r| **r == IdempotencyStart::Started)
+            .filter(|r| matches!(r, IdempotencyStart::Started(_)))
             .count();
         let waiting = results
             .iter()

@@ -21,7 +21,7 @@ pub async fn sellers_create_products_with_an_initial_ledger_row(shop: Shop) {
     let seller = kit.seller().await;
     let product = kit
         .shop
-        .create_product(seller, draft(" Green tea ", 4_500, 30, None))
+        .create_product(seller, draft(" Green tea ", 4_500, 30, None), None)
         .await
         .unwrap();
     assert_eq!(product.seller_id, seller.user_id);
@@ -39,7 +39,11 @@ pub async fn sellers_create_products_with_an_initial_ledger_row(shop: Shop) {
     // Admins sell too.
     let by_admin = kit
         .shop
-        .create_product(kit.admin, draft("Mug", 1, 0, Some(ProductStatus::Paused)))
+        .create_product(
+            kit.admin,
+            draft("Mug", 1, 0, Some(ProductStatus::Paused)),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -54,14 +58,14 @@ pub async fn buyers_cannot_create_products_and_drafts_are_validated(shop: Shop) 
     let buyer = kit.buyer().await;
     expect_code(
         kit.shop
-            .create_product(buyer, draft("Tea", 100, 1, None))
+            .create_product(buyer, draft("Tea", 100, 1, None), None)
             .await,
         "FORBIDDEN",
     );
     let seller = kit.seller().await;
     let fields = invalid_fields(
         kit.shop
-            .create_product(seller, draft(" ", 0, -1, None))
+            .create_product(seller, draft(" ", 0, -1, None), None)
             .await,
     );
     assert_eq!(fields, ["name", "price", "stock"]);
@@ -222,7 +226,9 @@ pub async fn only_the_owner_or_an_admin_changes_a_product(shop: Shop) {
         .await;
     assert_eq!(by_admin.unwrap().name, "Renamed");
     expect_code(
-        kit.shop.adjust_stock(other, product.id, 1, None).await,
+        kit.shop
+            .adjust_stock(other, product.id, 1, None, None)
+            .await,
         "FORBIDDEN",
     );
     expect_code(
@@ -259,46 +265,48 @@ pub async fn stock_adjustments_are_ledgered_and_never_go_negative(shop: Shop) {
     let product = kit.product(seller, 100, 10).await.id;
     let raised = kit
         .shop
-        .adjust_stock(seller, product, 5, Some("restock".into()))
+        .adjust_stock(seller, product, 5, Some("restock".into()), None)
         .await
         .unwrap();
     assert_eq!(raised.stock, 15);
     assert_eq!(
         kit.shop
-            .adjust_stock(kit.admin, product, -3, None)
+            .adjust_stock(kit.admin, product, -3, None, None)
             .await
             .unwrap()
             .stock,
         12
     );
     let detail = expect_code(
-        kit.shop.adjust_stock(seller, product, -13, None).await,
+        kit.shop
+            .adjust_stock(seller, product, -13, None, None)
+            .await,
         "OUT_OF_STOCK",
     );
     assert!(detail.contains("12 left"), "{detail}");
     assert_eq!(kit.stock(product).await, 12);
     assert_eq!(
-        invalid_fields(kit.shop.adjust_stock(seller, product, 0, None).await),
+        invalid_fields(kit.shop.adjust_stock(seller, product, 0, None, None).await),
         ["delta"]
     );
     invalid_fields(
         kit.shop
-            .adjust_stock(seller, product, MAX_STOCK + 1, None)
+            .adjust_stock(seller, product, MAX_STOCK + 1, None, None)
             .await,
     );
     invalid_fields(
         kit.shop
-            .adjust_stock(seller, product, MAX_STOCK, None)
+            .adjust_stock(seller, product, MAX_STOCK, None, None)
             .await,
     );
     invalid_fields(
         kit.shop
-            .adjust_stock(seller, product, 1, Some("x".repeat(501)))
+            .adjust_stock(seller, product, 1, Some("x".repeat(501)), None)
             .await,
     );
     expect_code(
         kit.shop
-            .adjust_stock(seller, ProductId(999_999), 1, None)
+            .adjust_stock(seller, ProductId(999_999), 1, None, None)
             .await,
         "NOT_FOUND",
     );
@@ -331,9 +339,12 @@ pub async fn a_product_page_never_shows_stock_from_before_a_change(shop: Shop) {
     assert_eq!(stock(&kit).await, 10);
     let order = kit.order(buyer, &[(p, 3)]).await;
     assert_eq!(stock(&kit).await, 7);
-    kit.shop.cancel_order(buyer, order.id).await.unwrap();
+    kit.shop.cancel_order(buyer, order.id, None).await.unwrap();
     assert_eq!(stock(&kit).await, 10);
-    kit.shop.adjust_stock(seller, p, -4, None).await.unwrap();
+    kit.shop
+        .adjust_stock(seller, p, -4, None, None)
+        .await
+        .unwrap();
     assert_eq!(stock(&kit).await, 6);
     let update = ProductUpdate {
         price: Some(2_000),

@@ -56,7 +56,7 @@ pub async fn concurrent_orders_never_oversell(shop: Shop) {
             .map(|&buyer| {
                 let shop = kit.shop.clone();
                 async move {
-                    shop.place_order(buyer, super::order_lines(&[(p, 1)]), None)
+                    shop.place_order(buyer, super::order_lines(&[(p, 1)]), None, None)
                         .await
                 }
             })
@@ -85,7 +85,7 @@ pub async fn concurrent_payments_never_overdraw(shop: Shop) {
             .iter()
             .map(|&order| {
                 let shop = kit.shop.clone();
-                async move { shop.pay(buyer, order).await }
+                async move { shop.pay(buyer, order, None).await }
             })
             .collect(),
     )
@@ -120,7 +120,7 @@ pub async fn coupon_burst_issues_exactly_the_quantity(shop: Shop) {
             .iter()
             .map(|&buyer| {
                 let shop = kit.shop.clone();
-                async move { shop.issue_coupon(buyer, coupon.id).await }
+                async move { shop.issue_coupon(buyer, coupon.id, None).await }
             })
             .collect(),
     )
@@ -174,7 +174,7 @@ pub async fn per_user_limit_holds_under_a_burst(shop: Shop) {
             .iter()
             .map(|&buyer| {
                 let shop = kit.shop.clone();
-                async move { shop.issue_coupon(buyer, coupon.id).await }
+                async move { shop.issue_coupon(buyer, coupon.id, None).await }
             })
             .collect(),
     )
@@ -205,11 +205,11 @@ pub async fn pay_and_cancel_race_has_one_winner(shop: Shop) {
         let order = kit.order(buyer, &[(p, 1)]).await.id;
         let (shop_a, shop_b) = (kit.shop.clone(), kit.shop.clone());
         let mut results = race(vec![
-            Box::pin(async move { shop_a.pay(buyer, order).await.map(|_| None) })
+            Box::pin(async move { shop_a.pay(buyer, order, None).await.map(|_| None) })
                 as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
             Box::pin(async move {
                 shop_b
-                    .cancel_order(buyer, order)
+                    .cancel_order(buyer, order, None)
                     .await
                     .map(|o| Some(o.status))
             }),
@@ -256,7 +256,7 @@ pub async fn double_payment_race_has_one_winner(shop: Shop) {
         (0..8)
             .map(|_| {
                 let shop = kit.shop.clone();
-                async move { shop.pay(buyer, order).await }
+                async move { shop.pay(buyer, order, None).await }
             })
             .collect(),
     )
@@ -272,7 +272,7 @@ pub async fn double_payment_race_has_one_winner(shop: Shop) {
         (0..8)
             .map(|_| {
                 let shop = kit.shop.clone();
-                async move { shop.cancel_order(buyer, order).await }
+                async move { shop.cancel_order(buyer, order, None).await }
             })
             .collect(),
     )

@@ -38,13 +38,19 @@ pub async fn only_sellers_and_admins_create_coupons(shop: Shop) {
     let buyer = kit.buyer().await;
     let shape = CouponShape::amount(1_000, 10);
     expect_code(
-        kit.shop.create_coupon(buyer, shape.draft(kit.now())).await,
+        kit.shop
+            .create_coupon(buyer, shape.draft(kit.now()), None)
+            .await,
         "FORBIDDEN",
     );
     let seller = kit.seller().await;
     let bad = CouponShape::percent(0, None, 0);
     assert_eq!(
-        invalid_fields(kit.shop.create_coupon(seller, bad.draft(kit.now())).await),
+        invalid_fields(
+            kit.shop
+                .create_coupon(seller, bad.draft(kit.now()), None)
+                .await
+        ),
         ["percent", "totalQuantity"]
     );
     let coupon = kit.coupon(seller, shape).await;
@@ -61,7 +67,8 @@ pub async fn issuing_persists_an_issued_coupon(shop: Shop) {
     let seller = kit.seller().await;
     let coupon = kit.coupon(seller, CouponShape::amount(1_000, 10)).await;
     let buyer = kit.buyer().await;
-    let IssueOutcome::Issued(issue) = kit.shop.issue_coupon(buyer, coupon.id).await.unwrap() else {
+    let IssueOutcome::Issued(issue) = kit.shop.issue_coupon(buyer, coupon.id, None).await.unwrap()
+    else {
         panic!("sync mode answers Issued");
     };
     assert_eq!((issue.coupon_id, issue.user_id), (coupon.id, buyer.user_id));
@@ -93,7 +100,7 @@ pub async fn issuance_respects_the_validity_window(shop: Shop) {
     let coupon = kit.coupon(seller, shape).await;
     let buyer = kit.buyer().await;
     expect_code(
-        kit.shop.issue_coupon(buyer, coupon.id).await,
+        kit.shop.issue_coupon(buyer, coupon.id, None).await,
         "COUPON_NOT_ACTIVE",
     );
     kit.advance(Duration::hours(1));
@@ -102,12 +109,12 @@ pub async fn issuance_respects_the_validity_window(shop: Shop) {
     kit.issue(coupon.id, buyer).await;
     kit.advance(Duration::SECOND);
     expect_code(
-        kit.shop.issue_coupon(buyer, coupon.id).await,
+        kit.shop.issue_coupon(buyer, coupon.id, None).await,
         "COUPON_NOT_ACTIVE",
     );
     assert_eq!(issued_quantity(&kit, coupon.id).await, 2);
     expect_code(
-        kit.shop.issue_coupon(buyer, CouponId(999_999)).await,
+        kit.shop.issue_coupon(buyer, CouponId(999_999), None).await,
         "NOT_FOUND",
     );
 }
@@ -124,11 +131,14 @@ pub async fn per_user_limit_and_total_quantity_are_enforced(shop: Shop) {
     kit.issue(coupon.id, a).await;
     kit.issue(coupon.id, a).await;
     expect_code(
-        kit.shop.issue_coupon(a, coupon.id).await,
+        kit.shop.issue_coupon(a, coupon.id, None).await,
         "COUPON_ALREADY_ISSUED",
     );
     kit.issue(coupon.id, b).await;
-    expect_code(kit.shop.issue_coupon(c, coupon.id).await, "COUPON_SOLD_OUT");
+    expect_code(
+        kit.shop.issue_coupon(c, coupon.id, None).await,
+        "COUPON_SOLD_OUT",
+    );
     assert_eq!(issued_quantity(&kit, coupon.id).await, 3);
     assert_eq!(kit.shop.my_coupons(a, None).await.unwrap().len(), 2);
     assert!(kit.shop.my_coupons(c, None).await.unwrap().is_empty());
@@ -182,7 +192,10 @@ pub async fn gate_down_issues_nothing(shop: Shop) {
     let coupon = kit.coupon(seller, CouponShape::amount(500, 5)).await;
     let buyer = kit.buyer().await;
     kit.gate.down.store(true, Ordering::SeqCst);
-    expect_code(kit.shop.issue_coupon(buyer, coupon.id).await, "UNAVAILABLE");
+    expect_code(
+        kit.shop.issue_coupon(buyer, coupon.id, None).await,
+        "UNAVAILABLE",
+    );
     assert_eq!(issued_quantity(&kit, coupon.id).await, 0);
     assert!(kit.shop.my_coupons(buyer, None).await.unwrap().is_empty());
     kit.gate.down.store(false, Ordering::SeqCst);
@@ -213,11 +226,14 @@ pub async fn gate_counters_are_rebuilt_from_the_store(shop: Shop) {
     kit.gate.down.store(false, Ordering::SeqCst);
     // The gate answers Unloaded, the shop loads {issued: 2, a: 1, b: 1} and asks again.
     expect_code(
-        kit.shop.issue_coupon(a, coupon.id).await,
+        kit.shop.issue_coupon(a, coupon.id, None).await,
         "COUPON_ALREADY_ISSUED",
     );
     kit.issue(coupon.id, c).await;
-    expect_code(kit.shop.issue_coupon(d, coupon.id).await, "COUPON_SOLD_OUT");
+    expect_code(
+        kit.shop.issue_coupon(d, coupon.id, None).await,
+        "COUPON_SOLD_OUT",
+    );
     assert_eq!(issued_quantity(&kit, coupon.id).await, 3);
 }
 
@@ -235,7 +251,10 @@ pub async fn store_refusal_of_a_grant_is_answered_and_the_grant_returned(shop: S
         .unwrap();
     // The gate grants b a unit the store no longer has: the store's answer wins and the grant
     // goes back.
-    expect_code(kit.shop.issue_coupon(b, coupon.id).await, "COUPON_SOLD_OUT");
+    expect_code(
+        kit.shop.issue_coupon(b, coupon.id, None).await,
+        "COUPON_SOLD_OUT",
+    );
     assert_eq!(kit.gate.releases.load(Ordering::SeqCst), 1);
     assert_eq!(issued_quantity(&kit, coupon.id).await, 1);
 }
@@ -309,7 +328,7 @@ pub async fn async_issuance_answers_pending_and_persists_once(shop: Shop) {
         coupon_id,
         user_id,
         request_id,
-    } = kit.shop.issue_coupon(buyer, coupon.id).await.unwrap()
+    } = kit.shop.issue_coupon(buyer, coupon.id, None).await.unwrap()
     else {
         panic!("async mode answers Pending");
     };
@@ -324,7 +343,7 @@ pub async fn async_issuance_answers_pending_and_persists_once(shop: Shop) {
     assert_eq!(event.payload["userId"], buyer.user_id.get());
     // The grant is final: a second request of the same user is refused by the gate already.
     expect_code(
-        kit.shop.issue_coupon(buyer, coupon.id).await,
+        kit.shop.issue_coupon(buyer, coupon.id, None).await,
         "COUPON_ALREADY_ISSUED",
     );
 
@@ -346,14 +365,19 @@ pub async fn async_publish_failure_gives_the_grant_back(shop: Shop) {
     let coupon = kit.coupon(seller, CouponShape::amount(500, 1)).await;
     let buyer = kit.buyer().await;
     kit.publisher.failing.store(true, Ordering::SeqCst);
-    expect_code(kit.shop.issue_coupon(buyer, coupon.id).await, "UNAVAILABLE");
+    expect_code(
+        kit.shop.issue_coupon(buyer, coupon.id, None).await,
+        "UNAVAILABLE",
+    );
     assert_eq!(kit.gate.releases.load(Ordering::SeqCst), 1);
     kit.publisher.failing.store(false, Ordering::SeqCst);
     // The only unit is still there for the same user.
-    let outcome = kit.shop.issue_coupon(buyer, coupon.id).await.unwrap();
+    let outcome = kit.shop.issue_coupon(buyer, coupon.id, None).await.unwrap();
     assert!(matches!(outcome, IssueOutcome::Pending { .. }));
     expect_code(
-        kit.shop.issue_coupon(kit.buyer().await, coupon.id).await,
+        kit.shop
+            .issue_coupon(kit.buyer().await, coupon.id, None)
+            .await,
         "COUPON_SOLD_OUT",
     );
 }

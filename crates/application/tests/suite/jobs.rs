@@ -20,7 +20,7 @@ pub async fn expiry_sweeper_cancels_only_due_orders(shop: Shop) {
     let issue = kit.issue(coupon.id, buyer).await;
     let first = kit.try_order(buyer, &[(p, 2)], Some(issue)).await.unwrap();
     let paid = kit.order(buyer, &[(p, 1)]).await;
-    kit.shop.pay(buyer, paid.id).await.unwrap();
+    kit.shop.pay(buyer, paid.id, None).await.unwrap();
     kit.advance(Duration::minutes(5));
     let second = kit.order(buyer, &[(p, 3)]).await;
     assert_eq!(kit.stock(p).await, 14);
@@ -41,7 +41,10 @@ pub async fn expiry_sweeper_cancels_only_due_orders(shop: Shop) {
         kit.shop.get_order(buyer, second.id).await.unwrap().status,
         OrderStatus::Created
     );
-    expect_code(kit.shop.pay(buyer, first.id).await, "ORDER_NOT_PAYABLE");
+    expect_code(
+        kit.shop.pay(buyer, first.id, None).await,
+        "ORDER_NOT_PAYABLE",
+    );
 
     kit.advance(Duration::minutes(5));
     assert_eq!(kit.shop.expire_orders_once(100).await.unwrap(), 1);
@@ -71,7 +74,7 @@ pub async fn relay_publishes_each_ready_event_once(shop: Shop) {
     let mut orders = Vec::new();
     for _ in 0..2 {
         let order = kit.order(buyer, &[(p, 1)]).await;
-        kit.shop.pay(buyer, order.id).await.unwrap();
+        kit.shop.pay(buyer, order.id, None).await.unwrap();
         orders.push(order);
     }
     assert_eq!(kit.shop.relay_outbox_once(10).await.unwrap(), 2);
@@ -94,7 +97,10 @@ pub async fn relay_publishes_each_ready_event_once(shop: Shop) {
     assert_eq!(kit.shop.relay_outbox_once(10).await.unwrap(), 0);
     assert_eq!(kit.publisher.calls.load(Ordering::SeqCst), 2);
 
-    kit.shop.cancel_order(buyer, orders[0].id).await.unwrap();
+    kit.shop
+        .cancel_order(buyer, orders[0].id, None)
+        .await
+        .unwrap();
     assert_eq!(kit.shop.relay_outbox_once(10).await.unwrap(), 1);
     let (topic, env) = kit.publisher.published().pop().unwrap();
     assert_eq!(
@@ -104,7 +110,7 @@ pub async fn relay_publishes_each_ready_event_once(shop: Shop) {
 
     for _ in 0..3 {
         let order = kit.order(buyer, &[(p, 1)]).await;
-        kit.shop.pay(buyer, order.id).await.unwrap();
+        kit.shop.pay(buyer, order.id, None).await.unwrap();
     }
     assert_eq!(kit.shop.relay_outbox_once(2).await.unwrap(), 2);
     assert_eq!(kit.shop.relay_outbox_once(2).await.unwrap(), 1);
@@ -122,7 +128,7 @@ pub async fn relay_backs_off_then_fails_and_an_admin_re_drives(shop: Shop) {
     let p = kit.product(seller, 1_000, 20).await.id;
     let buyer = kit.funded_buyer(10_000).await;
     let order = kit.order(buyer, &[(p, 1)]).await;
-    kit.shop.pay(buyer, order.id).await.unwrap();
+    kit.shop.pay(buyer, order.id, None).await.unwrap();
     let calls = || kit.publisher.calls.load(Ordering::SeqCst);
     kit.publisher.failing.store(true, Ordering::SeqCst);
 
@@ -193,15 +199,15 @@ pub async fn relay_keeps_one_orders_events_in_order(shop: Shop) {
     let p = kit.product(seller, 1_000, 20).await.id;
     let buyer = kit.funded_buyer(10_000).await;
     let order = kit.order(buyer, &[(p, 1)]).await;
-    kit.shop.pay(buyer, order.id).await.unwrap();
+    kit.shop.pay(buyer, order.id, None).await.unwrap();
     kit.publisher.failing.store(true, Ordering::SeqCst);
     assert_eq!(kit.shop.relay_outbox_once(10).await.unwrap(), 0);
     kit.publisher.failing.store(false, Ordering::SeqCst);
 
     // The refund is due now, the payment event only in a second: nothing of this order goes.
-    kit.shop.cancel_order(buyer, order.id).await.unwrap();
+    kit.shop.cancel_order(buyer, order.id, None).await.unwrap();
     let other = kit.order(buyer, &[(p, 1)]).await;
-    kit.shop.pay(buyer, other.id).await.unwrap();
+    kit.shop.pay(buyer, other.id, None).await.unwrap();
     assert_eq!(kit.shop.relay_outbox_once(10).await.unwrap(), 1);
     let first: Vec<_> = kit
         .publisher
@@ -238,7 +244,7 @@ pub async fn outbox_admin_is_for_admins_only(shop: Shop) {
     let p = kit.product(seller, 1_000, 20).await.id;
     for _ in 0..3 {
         let order = kit.order(buyer, &[(p, 1)]).await;
-        kit.shop.pay(buyer, order.id).await.unwrap();
+        kit.shop.pay(buyer, order.id, None).await.unwrap();
     }
     kit.shop.relay_outbox_once(1).await.unwrap();
     let two = CursorPage {

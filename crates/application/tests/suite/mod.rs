@@ -111,6 +111,9 @@ macro_rules! run_suite {
             popular::bounds_are_validated,
             popular::answers_are_cached_briefly,
             idempotency::keys_replay_refuse_and_release,
+            idempotency::a_committed_change_keeps_its_answer,
+            idempotency::a_refused_change_leaves_the_key_to_its_refusal,
+            idempotency::a_claim_taken_over_cannot_commit,
             concurrency::concurrent_orders_never_oversell,
             concurrency::concurrent_payments_never_overdraw,
             concurrency::coupon_burst_issues_exactly_the_quantity,
@@ -325,7 +328,7 @@ impl Kit {
         let name = format!("{}-{n}", role.as_str().to_lowercase());
         let signed = self
             .shop
-            .sign_up(Some(self.admin), &name, Some(role))
+            .sign_up(Some(self.admin), &name, Some(role), None)
             .await
             .expect("sign up");
         Actor {
@@ -346,7 +349,10 @@ impl Kit {
     pub async fn funded_buyer(&self, balance: i64) -> Actor {
         let buyer = self.buyer().await;
         if balance > 0 {
-            self.shop.charge(buyer, balance).await.expect("charge");
+            self.shop
+                .charge(buyer, balance, None)
+                .await
+                .expect("charge");
         }
         buyer
     }
@@ -361,6 +367,7 @@ impl Kit {
                     stock,
                     status: None,
                 },
+                None,
             )
             .await
             .expect("create product")
@@ -405,21 +412,26 @@ impl Kit {
         coupon: Option<domain::CouponIssueId>,
     ) -> Result<Order, ShopError> {
         self.shop
-            .place_order(buyer, order_lines(lines), coupon)
+            .place_order(buyer, order_lines(lines), coupon, None)
             .await
     }
 
     /// An AMOUNT or PERCENT coupon active from now for a day.
     pub async fn coupon(&self, owner: Actor, shape: CouponShape) -> Coupon {
         self.shop
-            .create_coupon(owner, shape.draft(self.now()))
+            .create_coupon(owner, shape.draft(self.now()), None)
             .await
             .expect("create coupon")
     }
 
     /// Issues `coupon` to `user` (sync mode) and returns the issue id.
     pub async fn issue(&self, coupon: CouponId, user: Actor) -> domain::CouponIssueId {
-        match self.shop.issue_coupon(user, coupon).await.expect("issue") {
+        match self
+            .shop
+            .issue_coupon(user, coupon, None)
+            .await
+            .expect("issue")
+        {
             application::coupons::IssueOutcome::Issued(issue) => issue.id,
             other => panic!("expected a synchronous issue, got {other:?}"),
         }

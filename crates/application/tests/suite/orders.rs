@@ -188,7 +188,7 @@ pub async fn seller_coupon_discounts_only_that_sellers_items_end_to_end(shop: Sh
     assert_eq!(held[0].issue.order_id, Some(order.id));
     assert_eq!(held[0].issue.used_at, Some(kit.now()));
 
-    let payment = kit.shop.pay(buyer, order.id).await.unwrap();
+    let payment = kit.shop.pay(buyer, order.id, None).await.unwrap();
     assert_eq!(payment.amount, 23_000);
     assert_eq!(kit.balance(buyer).await, 77_000);
     let events = kit.outbox(None).await;
@@ -218,7 +218,7 @@ pub async fn store_coupon_can_bring_the_total_to_zero(shop: Shop) {
         (2_000, 2_000, 0)
     );
     // Nothing to pay: an empty wallet pays it and no money moves.
-    let payment = kit.shop.pay(buyer, order.id).await.unwrap();
+    let payment = kit.shop.pay(buyer, order.id, None).await.unwrap();
     assert_eq!(payment.amount, 0);
     assert!(kit.wallet_rows(buyer).await.is_empty());
     let paid = kit.shop.get_order(buyer, order.id).await.unwrap();
@@ -315,7 +315,7 @@ pub async fn owners_and_admins_see_orders(shop: Shop) {
     let first = kit.order(buyer, &[(p, 1)]).await;
     let second = kit.order(buyer, &[(p, 2)]).await;
     let theirs = kit.order(other, &[(p, 1)]).await;
-    kit.shop.cancel_order(buyer, first.id).await.unwrap();
+    kit.shop.cancel_order(buyer, first.id, None).await.unwrap();
 
     expect_code(kit.shop.get_order(other, first.id).await, "NOT_FOUND");
     expect_code(
@@ -386,9 +386,12 @@ pub async fn cancel_returns_stock_and_coupon(shop: Shop) {
         .try_order(buyer, &[(p2, 4), (p1, 3)], Some(issue))
         .await
         .unwrap();
-    expect_code(kit.shop.cancel_order(other, order.id).await, "NOT_FOUND");
+    expect_code(
+        kit.shop.cancel_order(other, order.id, None).await,
+        "NOT_FOUND",
+    );
     kit.advance(Duration::minutes(1));
-    let canceled = kit.shop.cancel_order(buyer, order.id).await.unwrap();
+    let canceled = kit.shop.cancel_order(buyer, order.id, None).await.unwrap();
     assert_eq!(canceled.status, OrderStatus::Canceled);
     assert_eq!(canceled.canceled_at, Some(kit.now()));
     assert_eq!((kit.stock(p1).await, kit.stock(p2).await), (10, 10));
@@ -406,14 +409,21 @@ pub async fn cancel_returns_stock_and_coupon(shop: Shop) {
         (CouponIssueStatus::Issued, None)
     );
     expect_code(
-        kit.shop.cancel_order(buyer, order.id).await,
+        kit.shop.cancel_order(buyer, order.id, None).await,
         "INVALID_ORDER_STATE",
     );
-    expect_code(kit.shop.pay(buyer, order.id).await, "ORDER_NOT_PAYABLE");
+    expect_code(
+        kit.shop.pay(buyer, order.id, None).await,
+        "ORDER_NOT_PAYABLE",
+    );
     // The coupon is usable again, and an admin may cancel anyone's order.
     let again = kit.try_order(buyer, &[(p1, 1)], Some(issue)).await.unwrap();
     assert_eq!(again.discount, 500);
-    let by_admin = kit.shop.cancel_order(kit.admin, again.id).await.unwrap();
+    let by_admin = kit
+        .shop
+        .cancel_order(kit.admin, again.id, None)
+        .await
+        .unwrap();
     assert_eq!(by_admin.status, OrderStatus::Canceled);
     assert_eq!(kit.stock(p1).await, 10);
     // No event for an unpaid cancel.

@@ -27,7 +27,7 @@ pub async fn paying_moves_money_and_records_everything_once(shop: Shop) {
     let buyer = kit.funded_buyer(50_000).await;
     let order = kit.order(buyer, &[(p1, 2), (p2, 1)]).await;
     kit.advance(Duration::minutes(1));
-    let payment = kit.shop.pay(buyer, order.id).await.unwrap();
+    let payment = kit.shop.pay(buyer, order.id, None).await.unwrap();
     assert_eq!(
         (payment.order_id, payment.user_id),
         (order.id, buyer.user_id)
@@ -95,7 +95,10 @@ pub async fn paying_moves_money_and_records_everything_once(shop: Shop) {
         })
     );
 
-    expect_code(kit.shop.pay(buyer, order.id).await, "ORDER_NOT_PAYABLE");
+    expect_code(
+        kit.shop.pay(buyer, order.id, None).await,
+        "ORDER_NOT_PAYABLE",
+    );
     assert_eq!(kit.outbox(None).await.len(), 1);
     assert_eq!(kit.balance(buyer).await, 42_000);
     kit.assert_wallet_consistent(buyer).await;
@@ -107,7 +110,10 @@ pub async fn insufficient_balance_records_a_failed_payment(shop: Shop) {
     let p = kit.product(seller, 5_000, 10).await.id;
     let buyer = kit.funded_buyer(1_000).await;
     let order = kit.order(buyer, &[(p, 1)]).await;
-    let detail = expect_code(kit.shop.pay(buyer, order.id).await, "INSUFFICIENT_BALANCE");
+    let detail = expect_code(
+        kit.shop.pay(buyer, order.id, None).await,
+        "INSUFFICIENT_BALANCE",
+    );
     assert!(detail.contains("1000"), "{detail}");
     // Nothing of the payment happened.
     let unpaid = kit.shop.get_order(buyer, order.id).await.unwrap();
@@ -119,8 +125,8 @@ pub async fn insufficient_balance_records_a_failed_payment(shop: Shop) {
     assert_eq!(kit.wallet_rows(buyer).await.len(), 1);
     assert!(kit.outbox(None).await.is_empty());
     // The order can be paid later.
-    kit.shop.charge(buyer, 4_000).await.unwrap();
-    let payment = kit.shop.pay(buyer, order.id).await.unwrap();
+    kit.shop.charge(buyer, 4_000, None).await.unwrap();
+    let payment = kit.shop.pay(buyer, order.id, None).await.unwrap();
     assert_eq!(kit.balance(buyer).await, 0);
     // The refused attempt was kept for audit.
     let mut failed = Vec::new();
@@ -155,21 +161,33 @@ pub async fn only_created_orders_within_their_window_are_payable(shop: Shop) {
     kit.advance(ttl - Duration::SECOND);
     let second = kit.order(buyer, &[(p, 1)]).await;
     assert!(
-        kit.shop.pay(buyer, first.id).await.is_ok(),
+        kit.shop.pay(buyer, first.id, None).await.is_ok(),
         "one second before the deadline"
     );
     // Exactly at the deadline the window is closed.
     kit.advance(ttl);
-    let detail = expect_code(kit.shop.pay(buyer, second.id).await, "ORDER_NOT_PAYABLE");
+    let detail = expect_code(
+        kit.shop.pay(buyer, second.id, None).await,
+        "ORDER_NOT_PAYABLE",
+    );
     assert!(detail.contains("window"), "{detail}");
     assert_eq!(
         kit.shop.get_order(buyer, second.id).await.unwrap().status,
         OrderStatus::Created
     );
     let canceled = kit.order(buyer, &[(p, 1)]).await;
-    kit.shop.cancel_order(buyer, canceled.id).await.unwrap();
-    expect_code(kit.shop.pay(buyer, canceled.id).await, "ORDER_NOT_PAYABLE");
-    expect_code(kit.shop.pay(buyer, first.id).await, "ORDER_NOT_PAYABLE");
+    kit.shop
+        .cancel_order(buyer, canceled.id, None)
+        .await
+        .unwrap();
+    expect_code(
+        kit.shop.pay(buyer, canceled.id, None).await,
+        "ORDER_NOT_PAYABLE",
+    );
+    expect_code(
+        kit.shop.pay(buyer, first.id, None).await,
+        "ORDER_NOT_PAYABLE",
+    );
     assert_eq!(kit.balance(buyer).await, 9_000);
     kit.assert_wallet_consistent(buyer).await;
 }
@@ -181,13 +199,16 @@ pub async fn only_the_owner_pays(shop: Shop) {
     let buyer = kit.funded_buyer(10_000).await;
     let order = kit.order(buyer, &[(p, 1)]).await;
     let stranger = kit.funded_buyer(10_000).await;
-    expect_code(kit.shop.pay(stranger, order.id).await, "NOT_FOUND");
-    kit.shop.charge(kit.admin, 10_000).await.unwrap();
-    expect_code(kit.shop.pay(kit.admin, order.id).await, "NOT_FOUND");
-    expect_code(kit.shop.pay(buyer, OrderId(999_999)).await, "NOT_FOUND");
+    expect_code(kit.shop.pay(stranger, order.id, None).await, "NOT_FOUND");
+    kit.shop.charge(kit.admin, 10_000, None).await.unwrap();
+    expect_code(kit.shop.pay(kit.admin, order.id, None).await, "NOT_FOUND");
+    expect_code(
+        kit.shop.pay(buyer, OrderId(999_999), None).await,
+        "NOT_FOUND",
+    );
     assert_eq!(kit.balance(stranger).await, 10_000);
     assert_eq!(kit.balance(kit.admin).await, 10_000);
-    assert!(kit.shop.pay(buyer, order.id).await.is_ok());
+    assert!(kit.shop.pay(buyer, order.id, None).await.is_ok());
 }
 
 pub async fn refund_gives_everything_back(shop: Shop) {
@@ -198,11 +219,11 @@ pub async fn refund_gives_everything_back(shop: Shop) {
     let buyer = kit.funded_buyer(50_000).await;
     let issue = kit.issue(coupon.id, buyer).await;
     let order = kit.try_order(buyer, &[(p, 3)], Some(issue)).await.unwrap();
-    let payment = kit.shop.pay(buyer, order.id).await.unwrap();
+    let payment = kit.shop.pay(buyer, order.id, None).await.unwrap();
     assert_eq!((payment.amount, kit.balance(buyer).await), (8_000, 42_000));
     kit.advance(Duration::minutes(5));
 
-    let refunded = kit.shop.cancel_order(buyer, order.id).await.unwrap();
+    let refunded = kit.shop.cancel_order(buyer, order.id, None).await.unwrap();
     assert_eq!(
         (refunded.status, refunded.canceled_at),
         (OrderStatus::Refunded, Some(kit.now()))
@@ -238,10 +259,13 @@ pub async fn refund_gives_everything_back(shop: Shop) {
     assert_ne!(events[0].envelope.event_id, events[1].envelope.event_id);
 
     expect_code(
-        kit.shop.cancel_order(buyer, order.id).await,
+        kit.shop.cancel_order(buyer, order.id, None).await,
         "INVALID_ORDER_STATE",
     );
-    expect_code(kit.shop.pay(buyer, order.id).await, "ORDER_NOT_PAYABLE");
+    expect_code(
+        kit.shop.pay(buyer, order.id, None).await,
+        "ORDER_NOT_PAYABLE",
+    );
     assert_eq!(kit.outbox(None).await.len(), 2);
     kit.assert_wallet_consistent(buyer).await;
     kit.assert_ledger_consistent(p).await;
@@ -253,12 +277,15 @@ pub async fn refund_may_exceed_the_maximum_balance(shop: Shop) {
     let p = kit.product(seller, 30_000, 10).await.id;
     let buyer = kit.funded_buyer(100_000).await;
     let order = kit.order(buyer, &[(p, 1)]).await;
-    kit.shop.pay(buyer, order.id).await.unwrap();
-    kit.shop.charge(buyer, 30_000).await.unwrap();
+    kit.shop.pay(buyer, order.id, None).await.unwrap();
+    kit.shop.charge(buyer, 30_000, None).await.unwrap();
     assert_eq!(kit.balance(buyer).await, 100_000);
-    kit.shop.cancel_order(buyer, order.id).await.unwrap();
+    kit.shop.cancel_order(buyer, order.id, None).await.unwrap();
     assert_eq!(kit.balance(buyer).await, 130_000);
-    expect_code(kit.shop.charge(buyer, 1).await, "BALANCE_LIMIT_EXCEEDED");
+    expect_code(
+        kit.shop.charge(buyer, 1, None).await,
+        "BALANCE_LIMIT_EXCEEDED",
+    );
     kit.assert_wallet_consistent(buyer).await;
 }
 
@@ -274,9 +301,9 @@ pub async fn refund_after_coupon_expiry_keeps_the_coupon_used(shop: Shop) {
     let buyer = kit.funded_buyer(10_000).await;
     let issue = kit.issue(coupon.id, buyer).await;
     let order = kit.try_order(buyer, &[(p, 1)], Some(issue)).await.unwrap();
-    kit.shop.pay(buyer, order.id).await.unwrap();
+    kit.shop.pay(buyer, order.id, None).await.unwrap();
     kit.advance(Duration::minutes(10));
-    kit.shop.cancel_order(buyer, order.id).await.unwrap();
+    kit.shop.cancel_order(buyer, order.id, None).await.unwrap();
     let held = kit.shop.my_coupons(buyer, None).await.unwrap();
     assert_eq!(
         (held[0].status, held[0].issue.order_id),

@@ -29,7 +29,7 @@ async fn sell(
     quantity: i64,
 ) -> domain::OrderId {
     let order = kit.order(buyer, &[(product, quantity)]).await;
-    kit.shop.pay(buyer, order.id).await.unwrap();
+    kit.shop.pay(buyer, order.id, None).await.unwrap();
     order.id
 }
 
@@ -58,7 +58,7 @@ pub async fn ranking_is_rebuilt_from_the_rollup_with_refunds_subtracted(shop: Sh
     sell(&kit, buyer, c, 3).await;
     // An unpaid order does not count.
     kit.order(buyer, &[(c, 50)]).await;
-    kit.shop.cancel_order(buyer, refunded).await.unwrap();
+    kit.shop.cancel_order(buyer, refunded, None).await.unwrap();
 
     let popular = kit.shop.popular_products(3, 5).await.unwrap();
     // Net quantities; the tie between a and c goes to the lower id.
@@ -108,7 +108,7 @@ pub async fn ranking_follows_events_and_ignores_redeliveries(shop: Shop) {
         [(b, 5), (a, 2)]
     );
 
-    kit.shop.cancel_order(buyer, refunded).await.unwrap();
+    kit.shop.cancel_order(buyer, refunded, None).await.unwrap();
     feed_ranking(&kit, seen).await;
     assert_eq!(
         ranked(&kit.shop.popular_products(3, 5).await.unwrap()),
@@ -188,7 +188,7 @@ pub async fn rollup_answers_when_the_ranking_store_is_down(shop: Shop) {
         ranked(&kit.shop.popular_products(3, 5).await.unwrap()),
         [(b, 8), (a, 2)]
     );
-    kit.shop.cancel_order(buyer, refunded).await.unwrap();
+    kit.shop.cancel_order(buyer, refunded, None).await.unwrap();
     // Straight from the roll-up: the refund shows at once, without any event.
     assert_eq!(
         ranked(&kit.shop.popular_products(3, 5).await.unwrap()),

@@ -7,7 +7,7 @@ use domain::user::{Role, TokenSecret};
 
 pub async fn sign_up_creates_a_buyer_whose_token_authenticates(shop: Shop) {
     let kit = Kit::new(shop).await;
-    let signed = kit.shop.sign_up(None, "  kim  ", None).await.unwrap();
+    let signed = kit.shop.sign_up(None, "  kim  ", None, None).await.unwrap();
     assert_eq!(signed.user.role, Role::Buyer);
     assert_eq!(signed.user.name, "kim");
     assert_eq!(signed.user.created_at, kit.now());
@@ -21,7 +21,7 @@ pub async fn sign_up_creates_a_buyer_whose_token_authenticates(shop: Shop) {
 
     let explicit = kit
         .shop
-        .sign_up(None, "lee", Some(Role::Buyer))
+        .sign_up(None, "lee", Some(Role::Buyer), None)
         .await
         .unwrap();
     assert_eq!(explicit.user.role, Role::Buyer);
@@ -31,27 +31,31 @@ pub async fn sign_up_creates_a_buyer_whose_token_authenticates(shop: Shop) {
 pub async fn only_admins_create_sellers_and_admins(shop: Shop) {
     let kit = Kit::new(shop).await;
     expect_code(
-        kit.shop.sign_up(None, "s", Some(Role::Seller)).await,
+        kit.shop.sign_up(None, "s", Some(Role::Seller), None).await,
         "FORBIDDEN",
     );
     expect_code(
-        kit.shop.sign_up(None, "a", Some(Role::Admin)).await,
+        kit.shop.sign_up(None, "a", Some(Role::Admin), None).await,
         "FORBIDDEN",
     );
     let buyer = kit.buyer().await;
     expect_code(
-        kit.shop.sign_up(Some(buyer), "s", Some(Role::Seller)).await,
+        kit.shop
+            .sign_up(Some(buyer), "s", Some(Role::Seller), None)
+            .await,
         "FORBIDDEN",
     );
     let seller = kit.seller().await;
     expect_code(
-        kit.shop.sign_up(Some(seller), "a", Some(Role::Admin)).await,
+        kit.shop
+            .sign_up(Some(seller), "a", Some(Role::Admin), None)
+            .await,
         "FORBIDDEN",
     );
     for role in [Role::Seller, Role::Admin, Role::Buyer] {
         let made = kit
             .shop
-            .sign_up(Some(kit.admin), "x", Some(role))
+            .sign_up(Some(kit.admin), "x", Some(role), None)
             .await
             .unwrap();
         assert_eq!(made.user.role, role);
@@ -62,17 +66,17 @@ pub async fn only_admins_create_sellers_and_admins(shop: Shop) {
 pub async fn sign_up_rejects_bad_names(shop: Shop) {
     let kit = Kit::new(shop).await;
     assert_eq!(
-        invalid_fields(kit.shop.sign_up(None, "   ", None).await),
+        invalid_fields(kit.shop.sign_up(None, "   ", None, None).await),
         ["name"]
     );
     let long = "x".repeat(101);
     assert_eq!(
-        invalid_fields(kit.shop.sign_up(None, &long, None).await),
+        invalid_fields(kit.shop.sign_up(None, &long, None, None).await),
         ["name"]
     );
     assert!(
         kit.shop
-            .sign_up(None, &"가".repeat(100), None)
+            .sign_up(None, &"가".repeat(100), None, None)
             .await
             .is_ok()
     );
@@ -80,7 +84,7 @@ pub async fn sign_up_rejects_bad_names(shop: Shop) {
 
 pub async fn unknown_tokens_are_unauthenticated(shop: Shop) {
     let kit = Kit::new(shop).await;
-    let signed = kit.shop.sign_up(None, "kim", None).await.unwrap();
+    let signed = kit.shop.sign_up(None, "kim", None, None).await.unwrap();
     for token in [
         "",
         "nope",
@@ -150,10 +154,10 @@ pub async fn the_token_secret_is_stored_once_and_shared_by_every_shop(shop: Shop
 
     // Kit::new builds its own shop over the same store; `shop` is a second instance.
     let kit = Kit::new(shop.clone()).await;
-    let signed = kit.shop.sign_up(None, "kim", None).await.unwrap();
+    let signed = kit.shop.sign_up(None, "kim", None, None).await.unwrap();
     let actor = shop.authenticate(&signed.token).await.unwrap();
     assert_eq!((actor.user_id, actor.role), (signed.user.id, Role::Buyer));
-    let other = shop.sign_up(None, "lee", None).await.unwrap();
+    let other = shop.sign_up(None, "lee", None, None).await.unwrap();
     assert_eq!(
         kit.shop.authenticate(&other.token).await.unwrap().user_id,
         other.user.id

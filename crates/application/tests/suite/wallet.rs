@@ -8,7 +8,7 @@ use domain::wallet::WalletTransactionType;
 pub async fn charge_adds_to_the_balance_and_writes_a_charge_row(shop: Shop) {
     let kit = Kit::new(shop).await;
     let buyer = kit.buyer().await;
-    let (wallet, row) = kit.shop.charge(buyer, 10_000).await.unwrap();
+    let (wallet, row) = kit.shop.charge(buyer, 10_000, None).await.unwrap();
     assert_eq!((wallet.user_id, wallet.balance), (buyer.user_id, 10_000));
     assert_eq!(row.kind, WalletTransactionType::Charge);
     assert_eq!(
@@ -16,7 +16,7 @@ pub async fn charge_adds_to_the_balance_and_writes_a_charge_row(shop: Shop) {
         (10_000, 10_000, None)
     );
     assert_eq!(row.created_at, kit.now());
-    let (wallet, row) = kit.shop.charge(buyer, 2_500).await.unwrap();
+    let (wallet, row) = kit.shop.charge(buyer, 2_500, None).await.unwrap();
     assert_eq!((wallet.balance, row.balance_after), (12_500, 12_500));
     assert_eq!(kit.balance(buyer).await, 12_500);
     kit.assert_wallet_consistent(buyer).await;
@@ -26,9 +26,9 @@ pub async fn charges_below_the_minimum_are_invalid(shop: Shop) {
     let kit = Kit::with(shop, |c| c.wallet.min_charge = 10_000).await;
     let buyer = kit.buyer().await;
     for amount in [0, -1, 9_999] {
-        expect_code(kit.shop.charge(buyer, amount).await, "INVALID_AMOUNT");
+        expect_code(kit.shop.charge(buyer, amount, None).await, "INVALID_AMOUNT");
     }
-    assert!(kit.shop.charge(buyer, 10_000).await.is_ok());
+    assert!(kit.shop.charge(buyer, 10_000, None).await.is_ok());
     assert_eq!(kit.wallet_rows(buyer).await.len(), 1);
 }
 
@@ -36,12 +36,12 @@ pub async fn charges_above_the_maximum_balance_are_refused_whole(shop: Shop) {
     let kit = Kit::with(shop, |c| c.wallet.max_balance = 1_000_000).await;
     let buyer = kit.buyer().await;
     expect_code(
-        kit.shop.charge(buyer, 1_000_001).await,
+        kit.shop.charge(buyer, 1_000_001, None).await,
         "BALANCE_LIMIT_EXCEEDED",
     );
-    kit.shop.charge(buyer, 900_000).await.unwrap();
+    kit.shop.charge(buyer, 900_000, None).await.unwrap();
     let detail = expect_code(
-        kit.shop.charge(buyer, 100_001).await,
+        kit.shop.charge(buyer, 100_001, None).await,
         "BALANCE_LIMIT_EXCEEDED",
     );
     assert!(detail.contains("900000"), "{detail}");
@@ -50,7 +50,12 @@ pub async fn charges_above_the_maximum_balance_are_refused_whole(shop: Shop) {
     assert_eq!(kit.wallet_rows(buyer).await.len(), 1);
     // Exactly the maximum is allowed.
     assert_eq!(
-        kit.shop.charge(buyer, 100_000).await.unwrap().0.balance,
+        kit.shop
+            .charge(buyer, 100_000, None)
+            .await
+            .unwrap()
+            .0
+            .balance,
         1_000_000
     );
     kit.assert_wallet_consistent(buyer).await;
@@ -61,7 +66,7 @@ pub async fn history_is_newest_first_and_paged(shop: Shop) {
     let buyer = kit.buyer().await;
     let other = kit.funded_buyer(7).await;
     for amount in [100, 200, 300] {
-        kit.shop.charge(buyer, amount).await.unwrap();
+        kit.shop.charge(buyer, amount, None).await.unwrap();
     }
     let first = kit
         .shop
@@ -122,7 +127,7 @@ pub async fn concurrent_charges_never_lose_an_update(shop: Shop) {
     let tasks: Vec<_> = (0..80)
         .map(|_| {
             let shop = kit.shop.clone();
-            tokio::spawn(async move { shop.charge(buyer, 100).await })
+            tokio::spawn(async move { shop.charge(buyer, 100, None).await })
         })
         .collect();
     let mut ok = 0;

@@ -1,4 +1,5 @@
 use crate::helpers::TestApp;
+use domain::idempotency::IdempotencyStart;
 use serde_json::json;
 
 #[tokio::test]
@@ -176,7 +177,7 @@ async fn a_key_still_in_progress_is_409() {
     let actor = app.shop.authenticate(&buyer.token).await.unwrap();
     let body = json!({"amount": 300}).to_string();
     // Another request holds the key (as if it were still running).
-    let (scope, _) = app
+    let started = app
         .shop
         .begin_idempotent(
             actor,
@@ -187,6 +188,9 @@ async fn a_key_still_in_progress_is_409() {
         )
         .await
         .unwrap();
+    let IdempotencyStart::Started(claim) = started else {
+        panic!("the key was free: {started:?}");
+    };
     let r = app
         .post_raw(
             "/api/v1/balance/charge",
@@ -197,8 +201,12 @@ async fn a_key_still_in_progress_is_409() {
         .await;
     r.problem(409, "IDEMPOTENCY_IN_PROGRESS");
     assert_eq!(app.balance(&buyer.token).await, 0);
-    // Once released, the key is free again.
-    app.shop.ports().idempotency.abandon(&scope).await.unwrap();
+    // Only the owner can release it; then the key is free again.
+    let mut stranger = claim.clone();
+    stranger.token = domain::idempotency::ClaimToken(claim.token.0.wrapping_add(1));
+    let idempotency = &app.shop.ports().idempotency;
+    assert!(!idempotency.release(&stranger).await.unwrap());
+    assert!(idempotency.release(&claim).await.unwrap());
     app.post_raw(
         "/api/v1/balance/charge",
         Some(&buyer.token),

@@ -51,6 +51,8 @@ pub trait Transaction: Send {
     fn sales(&mut self) -> &mut dyn SalesRepository;
     fn outbox(&mut self) -> &mut dyn OutboxRepository;
     fn inbox(&mut self) -> &mut dyn InboxRepository;
+    /// `Idempotency-Key` answers stored with the change they answer.
+    fn idempotency(&mut self) -> &mut dyn super::IdempotencyRecords;
 
     /// Makes every change visible at once.
     ///

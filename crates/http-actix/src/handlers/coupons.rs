@@ -1,29 +1,43 @@
 //! First-come coupons: publish, browse, issue, list one's own.
 
-use super::{ApiResult, created, ok};
+use super::{ApiResult, answer, ok};
 use crate::ApiState;
 use crate::dto::{
     CouponDto, CouponList, CreateCouponRequest, HeldCouponDto, HeldCouponList, IssueAnswer,
 };
 use crate::extract::{Authenticated, JsonBody, QueryParams, path_id};
-use actix_web::{HttpRequest, HttpResponse, web};
+use crate::idempotency::{change, json_answer};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
+use application::coupons::IssueOutcome;
 use domain::CouponId;
+use domain::coupon::Coupon;
 use domain::coupon::CouponIssueStatus;
+use std::sync::Arc;
 
 /// Publishes a coupon (SELLER: discounts that seller's items; ADMIN: the whole order).
 #[utoipa::path(post, path = "/api/v1/coupons", tag = "coupons",
     request_body = CreateCouponRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1..255 printable ASCII; replays the first answer for the same body")),
     responses((status = 201, body = CouponDto)),
     security(("bearer" = [])))]
 pub async fn create(
+    req: HttpRequest,
     state: web::Data<ApiState>,
     auth: Authenticated,
     body: JsonBody<CreateCouponRequest>,
 ) -> ApiResult {
-    let (body, _) = body.into_parts()?;
-    created(CouponDto::from(
-        state.shop.create_coupon(auth.0, body.into()).await?,
-    ))
+    let actor = auth.0;
+    let (body, raw) = body.into_parts()?;
+    let shop = state.shop.clone();
+    let render = answer(StatusCode::CREATED, |coupon: &Coupon| {
+        CouponDto::from(coupon.clone())
+    });
+    change(&req, Some(actor), &raw, render, move |keyed| async move {
+        shop.create_coupon(actor, body.into(), keyed.as_ref()).await
+    })
+    .await
 }
 
 /// Coupons active now with quantity left.
@@ -51,18 +65,29 @@ pub async fn get(req: HttpRequest, state: web::Data<ApiState>, _auth: Authentica
 /// First come, first served: 201 when the issue is written, 202 when the grant is final and
 /// the record is written asynchronously (it shows in `GET /coupons/my` within 5 seconds).
 #[utoipa::path(post, path = "/api/v1/coupons/{id}/issue", tag = "coupons",
-    params(("id" = i64, Path, description = "Coupon id")),
+    params(("id" = i64, Path, description = "Coupon id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1..255 printable ASCII; replays the first answer")),
     responses(
         (status = 201, description = "Issued", body = crate::dto::CouponIssueDto),
         (status = 202, description = "Granted; the record is being written",
             body = crate::dto::PendingIssueDto)),
     security(("bearer" = [])))]
 pub async fn issue(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
+    let actor = auth.0;
     let id: CouponId = path_id(&req)?;
-    match IssueAnswer::from(state.shop.issue_coupon(auth.0, id).await?) {
-        IssueAnswer::Issued(issue) => created(issue),
-        IssueAnswer::Pending(pending) => Ok(HttpResponse::Accepted().json(pending)),
-    }
+    let shop = state.shop.clone();
+    let render = Arc::new(
+        |outcome: &IssueOutcome| match IssueAnswer::from(outcome.clone()) {
+            IssueAnswer::Issued(issue) => json_answer(StatusCode::CREATED, &issue),
+            IssueAnswer::Pending(pending) => json_answer(StatusCode::ACCEPTED, &pending),
+        },
+    );
+    // The request has no body: the key alone identifies it (the path carries the coupon id).
+    change(&req, Some(actor), &[], render, move |keyed| async move {
+        shop.issue_coupon(actor, id, keyed.as_ref()).await
+    })
+    .await
 }
 
 /// The caller's coupons, newest first.

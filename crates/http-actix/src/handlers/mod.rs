@@ -13,7 +13,10 @@ pub mod wallet;
 
 use crate::error::ApiError;
 use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use application::idempotency::Render;
 use serde::Serialize;
+use std::sync::Arc;
 
 pub(crate) type ApiResult = Result<HttpResponse, ApiError>;
 
@@ -21,6 +24,10 @@ pub(crate) fn ok<T: Serialize>(body: T) -> ApiResult {
     Ok(HttpResponse::Ok().json(body))
 }
 
-pub(crate) fn created<T: Serialize>(body: T) -> ApiResult {
-    Ok(HttpResponse::Created().json(body))
+/// How a change's result is answered: `to_dto` of it, as JSON with `status`.
+pub(crate) fn answer<T, D: Serialize>(
+    status: StatusCode,
+    to_dto: impl Fn(&T) -> D + Send + Sync + 'static,
+) -> Render<T> {
+    Arc::new(move |value| crate::idempotency::json_answer(status, &to_dto(value)))
 }

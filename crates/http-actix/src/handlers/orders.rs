@@ -1,12 +1,13 @@
 //! Placing, reading and canceling orders (a paid order is refunded).
 
-use super::{ApiResult, created, ok};
+use super::{ApiResult, answer, ok};
 use crate::ApiState;
 use crate::dto::{OrderDto, OrderPage, PlaceOrderRequest};
 use crate::extract::{Authenticated, JsonBody, QueryParams, encode_cursor, path_id};
-use crate::idempotency::idempotent;
+use crate::idempotency::change;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
-use domain::order::{OrderLine, OrderStatus};
+use domain::order::{Order, OrderLine, OrderStatus};
 use domain::{CouponIssueId, OrderId, ProductId};
 
 /// Reserves stock for every line (all or nothing), snapshots prices, applies the coupon.
@@ -36,10 +37,12 @@ pub async fn place(
     // Shape errors (no items, duplicates, quantity range) are 400 before the key is claimed.
     domain::order::validate_lines(&lines).map_err(application::ShopError::Validation)?;
     let coupon = body.coupon_issue_id.map(CouponIssueId);
-    idempotent(&req, actor, &raw, || async {
-        created(OrderDto::from(
-            state.shop.place_order(actor, lines, coupon).await?,
-        ))
+    let shop = state.shop.clone();
+    let render = answer(StatusCode::CREATED, |order: &Order| {
+        OrderDto::from(order.clone())
+    });
+    change(&req, Some(actor), &raw, render, move |keyed| async move {
+        shop.place_order(actor, lines, coupon, keyed.as_ref()).await
     })
     .await
 }
@@ -95,8 +98,12 @@ pub async fn cancel(
     let actor = auth.0;
     let id: OrderId = path_id(&req)?;
     // The request has no body: the key alone identifies it (the path carries the order id).
-    idempotent(&req, actor, &[], || async {
-        ok(OrderDto::from(state.shop.cancel_order(actor, id).await?))
+    let shop = state.shop.clone();
+    let render = answer(StatusCode::OK, |order: &Order| {
+        OrderDto::from(order.clone())
+    });
+    change(&req, Some(actor), &[], render, move |keyed| async move {
+        shop.cancel_order(actor, id, keyed.as_ref()).await
     })
     .await
 }

@@ -1,11 +1,13 @@
 //! Paying an order from the wallet.
 
-use super::{ApiResult, created, ok};
+use super::{ApiResult, answer, ok};
 use crate::ApiState;
 use crate::dto::{PayRequest, PaymentDto};
 use crate::extract::{Authenticated, JsonBody, path_id};
-use crate::idempotency::idempotent;
+use crate::idempotency::change;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
+use domain::payment::Payment;
 use domain::{OrderId, PaymentId};
 
 /// Debits the wallet and marks the order PAID, atomically. On insufficient balance the order
@@ -28,8 +30,12 @@ pub async fn pay(
         return Err(crate::ApiError::field("orderId", "must be a positive id"));
     }
     let order = OrderId(body.order_id);
-    idempotent(&req, actor, &raw, || async {
-        created(PaymentDto::from(state.shop.pay(actor, order).await?))
+    let shop = state.shop.clone();
+    let render = answer(StatusCode::CREATED, |payment: &Payment| {
+        PaymentDto::from(payment.clone())
+    });
+    change(&req, Some(actor), &raw, render, move |keyed| async move {
+        shop.pay(actor, order, keyed.as_ref()).await
     })
     .await
 }

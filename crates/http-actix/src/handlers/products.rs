@@ -1,6 +1,6 @@
 //! The catalog: products, stock adjustments, the stock ledger and the popular products.
 
-use super::{ApiResult, created, ok};
+use super::{ApiResult, answer, ok};
 use crate::ApiState;
 use crate::dto::{
     CreateProductRequest, LedgerEntryDto, LedgerPage, PopularDto, ProductDto, ProductPage,
@@ -9,10 +9,13 @@ use crate::dto::{
 use crate::extract::{
     Authenticated, JsonBody, MaybeAuthenticated, QueryParams, encode_cursor, path_id,
 };
+use crate::idempotency::change;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use application::catalog::{ProductDraft, ProductUpdate};
 use domain::ProductId;
 use domain::page::OffsetPage;
+use domain::product::Product;
 use domain::product::ProductStatus;
 
 const STATUSES: &str = "ON_SALE, PAUSED, OFF";
@@ -69,23 +72,32 @@ pub async fn get(
 /// Lists a new product (SELLER, ADMIN); an `INITIAL` ledger row records its stock.
 #[utoipa::path(post, path = "/api/v1/products", tag = "products",
     request_body = CreateProductRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1..255 printable ASCII; replays the first answer for the same body")),
     responses((status = 201, body = ProductDto)),
     security(("bearer" = [])))]
 pub async fn create(
+    req: HttpRequest,
     state: web::Data<ApiState>,
     auth: Authenticated,
     body: JsonBody<CreateProductRequest>,
 ) -> ApiResult {
-    let (body, _) = body.into_parts()?;
+    let actor = auth.0;
+    let (body, raw) = body.into_parts()?;
     let draft = ProductDraft {
         name: body.name,
         price: body.price,
         stock: body.stock,
         status: body.status.map(Into::into),
     };
-    created(ProductDto::from(
-        state.shop.create_product(auth.0, draft).await?,
-    ))
+    let shop = state.shop.clone();
+    let render = answer(StatusCode::CREATED, |product: &Product| {
+        ProductDto::from(product.clone())
+    });
+    change(&req, Some(actor), &raw, render, move |keyed| async move {
+        shop.create_product(actor, draft, keyed.as_ref()).await
+    })
+    .await
 }
 
 /// Changes name, price or status (the owning seller or an admin).
@@ -115,7 +127,9 @@ pub async fn update(
 /// Moves the stock by `delta` (the owning seller or an admin); an `ADJUST` ledger row records
 /// it. The stock never goes below 0 (409 `OUT_OF_STOCK`).
 #[utoipa::path(post, path = "/api/v1/products/{id}/stock-adjustments", tag = "products",
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, description = "Product id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1..255 printable ASCII; replays the first answer for the same body")),
     request_body = StockAdjustmentRequest,
     responses((status = 200, body = ProductDto)),
     security(("bearer" = [])))]
@@ -125,14 +139,18 @@ pub async fn adjust_stock(
     auth: Authenticated,
     body: JsonBody<StockAdjustmentRequest>,
 ) -> ApiResult {
+    let actor = auth.0;
     let id: ProductId = path_id(&req)?;
-    let (body, _) = body.into_parts()?;
-    ok(ProductDto::from(
-        state
-            .shop
-            .adjust_stock(auth.0, id, body.delta, body.note)
-            .await?,
-    ))
+    let (body, raw) = body.into_parts()?;
+    let shop = state.shop.clone();
+    let render = answer(StatusCode::OK, |product: &Product| {
+        ProductDto::from(product.clone())
+    });
+    change(&req, Some(actor), &raw, render, move |keyed| async move {
+        shop.adjust_stock(actor, id, body.delta, body.note, keyed.as_ref())
+            .await
+    })
+    .await
 }
 
 /// Every stock movement of a product, newest first (the owning seller or an admin).

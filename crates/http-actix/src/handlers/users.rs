@@ -1,35 +1,53 @@
 //! `POST /users`, `GET /users/me`, `GET /users/{id}`.
 
-use super::{ApiResult, created, ok};
+use super::{ApiResult, answer, ok};
 use crate::ApiState;
 use crate::dto::{SignUpRequest, SignedUpDto, UserDto};
 use crate::extract::{Authenticated, JsonBody, MaybeAuthenticated, path_id};
+use crate::idempotency::change;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
+use application::users::SignedUp;
 use domain::UserId;
 
 /// Creates a user and hands out its bearer token, once.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
     request_body = SignUpRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "authenticated callers only (an admin creating users): the answer \
+            carries the new user's token; 1..255 printable ASCII; replays the first answer \
+            for the same body")),
     responses((status = 201, description = "The new user with its token", body = SignedUpDto)),
     security((), ("bearer" = [])))]
 pub async fn sign_up(
+    req: HttpRequest,
     state: web::Data<ApiState>,
     caller: MaybeAuthenticated,
     body: JsonBody<SignUpRequest>,
 ) -> ApiResult {
-    let (body, _) = body.into_parts()?;
-    let signed = state
-        .shop
-        .sign_up(caller.0, &body.name, body.role.map(Into::into))
-        .await?;
-    let user = UserDto::from(signed.user);
-    created(SignedUpDto {
-        id: user.id,
-        name: user.name,
-        role: user.role,
-        created_at: user.created_at,
-        token: signed.token,
+    let (body, raw) = body.into_parts()?;
+    let shop = state.shop.clone();
+    let render = answer(StatusCode::CREATED, |signed: &SignedUp| {
+        let user = UserDto::from(signed.user.clone());
+        SignedUpDto {
+            id: user.id,
+            name: user.name,
+            role: user.role,
+            created_at: user.created_at,
+            token: signed.token.clone(),
+        }
+    });
+    let caller = caller.0;
+    change(&req, caller, &raw, render, move |keyed| async move {
+        shop.sign_up(
+            caller,
+            &body.name,
+            body.role.map(Into::into),
+            keyed.as_ref(),
+        )
+        .await
     })
+    .await
 }
 
 /// The caller's profile.

@@ -1,13 +1,15 @@
 //! `GET /balance`, `POST /balance/charge`, `GET /balance/transactions`.
 
-use super::{ApiResult, ok};
+use super::{ApiResult, answer, ok};
 use crate::ApiState;
 use crate::dto::{BalanceDto, ChargeDto, ChargeRequest, TransactionDto, TransactionPage};
 use crate::error::ApiError;
 use crate::extract::{Authenticated, JsonBody, QueryParams, encode_cursor};
-use crate::idempotency::idempotent;
+use crate::idempotency::change;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use application::ShopError;
+use domain::wallet::{Wallet, WalletTransaction};
 
 /// The caller's balance.
 #[utoipa::path(get, path = "/api/v1/balance", tag = "balance",
@@ -39,13 +41,17 @@ pub async fn charge(
             "amount must be an integer number of won".into(),
         ))
     })?;
-    idempotent(&req, actor, &raw, || async {
-        let (wallet, transaction) = state.shop.charge(actor, amount).await?;
-        ok(ChargeDto {
+    let shop = state.shop.clone();
+    let render = answer(
+        StatusCode::OK,
+        |(wallet, transaction): &(Wallet, WalletTransaction)| ChargeDto {
             user_id: wallet.user_id.get(),
             balance: wallet.balance,
-            transaction: transaction.into(),
-        })
+            transaction: (*transaction).into(),
+        },
+    );
+    change(&req, Some(actor), &raw, render, move |keyed| async move {
+        shop.charge(actor, amount, keyed.as_ref()).await
     })
     .await
 }

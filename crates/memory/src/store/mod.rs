@@ -24,6 +24,7 @@
 //! after a timeout ([`DEFAULT_LOCK_TIMEOUT`]) with `RepoError::Unavailable` instead of hanging.
 
 mod coupons;
+mod idempotency;
 mod inbox;
 mod orders;
 mod outbox;
@@ -39,9 +40,9 @@ mod tests;
 use async_trait::async_trait;
 use domain::page::Slice;
 use domain::ports::{
-    CouponRepository, InboxRepository, OrderRepository, OutboxRepository, PaymentRepository,
-    ProductRepository, RepoError, SalesRepository, Transaction, UnitOfWork, UserRepository,
-    WalletRepository,
+    CouponRepository, IdempotencyRecords, InboxRepository, OrderRepository, OutboxRepository,
+    PaymentRepository, ProductRepository, RepoError, SalesRepository, Transaction, UnitOfWork,
+    UserRepository, WalletRepository,
 };
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -67,6 +68,7 @@ pub(crate) struct State {
     sales: sales::SalesTable,
     outbox: outbox::OutboxTable,
     inbox: inbox::InboxTable,
+    idempotency: idempotency::KeysTable,
     seq: Sequences,
 }
 
@@ -234,6 +236,9 @@ impl Transaction for MemoryTx {
         self
     }
     fn inbox(&mut self) -> &mut dyn InboxRepository {
+        self
+    }
+    fn idempotency(&mut self) -> &mut dyn IdempotencyRecords {
         self
     }
 

@@ -392,6 +392,7 @@ async fn a_database_down_at_runtime_is_unavailable_not_an_error() {
     assert!(health.check().await.is_err());
     let start = domain::idempotency::IdempotencyRequest {
         scope: crate::idempotency::scope(1, "k"),
+        token: domain::idempotency::ClaimToken(1),
         fingerprint: "f".into(),
         now: NOW,
     };
