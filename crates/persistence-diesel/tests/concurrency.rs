@@ -12,7 +12,7 @@ use common::fixtures::{NOW, charge, coupon, new_order, order, shop, user};
 use common::{TestDb, scalar};
 use domain::coupon::{Coupon, NewCouponIssue};
 use domain::idempotency::{IdempotencyKey, IdempotencyRequest, IdempotencyScope, IdempotencyStart};
-use domain::order::OrderStatus;
+use domain::order::{OrderLine, OrderStatus};
 use domain::outbox::{EventEnvelope, EventType};
 use domain::ports::{
     CouponGate, GateDecision, GateError, IdempotencyStore, IssueError, IssuedCounts, RepoError,
@@ -794,4 +794,111 @@ async fn a_deadlock_victim_gets_a_conflict() {
         .count();
     let committed = outcomes.iter().filter(|o| o.is_ok()).count();
     assert_eq!((conflicts, committed), (1, 1), "{outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_orders_with_lines_in_opposite_orders_neither_deadlock_nor_fail() {
+    // Orders lock their products' rows when they take the stock. Buyers list an order's lines
+    // in any order; if the rows were locked in that order, two orders naming the same products
+    // in opposite orders would each hold a row the other needs: PostgreSQL breaks the cycle
+    // after `deadlock_timeout` by failing one of them, and under load the retries end in 503s
+    // and statement timeouts. Locking in ascending product id order makes such a cycle
+    // impossible. A trigger holds every stock row a little after its update, so that opposite
+    // orders racing here reliably overlap: without the sort the deadlock counter moves.
+    let db = racing_db().await;
+    let mut raw = db.raw().await;
+    {
+        use diesel_async::SimpleAsyncConnection as _;
+        raw.batch_execute(
+            "CREATE FUNCTION hold_stock_row() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$;
+             CREATE TRIGGER hold_stock_row AFTER UPDATE OF stock ON products
+             FOR EACH ROW EXECUTE FUNCTION hold_stock_row();",
+        )
+        .await
+        .unwrap();
+    }
+    let mut tx = db.store.begin().await.unwrap();
+    let seller = user(tx.as_mut(), Role::Seller).await;
+    let mut products = Vec::new();
+    for _ in 0..3 {
+        products.push(
+            common::fixtures::product(tx.as_mut(), &seller, 100, 1_000)
+                .await
+                .id,
+        );
+    }
+    let mut buyers = Vec::new();
+    for _ in 0..24 {
+        buyers.push(user(tx.as_mut(), Role::Buyer).await.id);
+    }
+    tx.commit().await.unwrap();
+    let shop = Shop::new(
+        Ports {
+            store: Arc::new(db.store.clone()),
+            gate: Arc::new(GrantAll),
+            ranking: Arc::new(MemoryRankingStore::cold()),
+            publisher: Arc::new(InProcessBus::new()),
+            idempotency: Arc::new(db.store.idempotency()),
+            clock: Arc::new(ManualClock::new(NOW)),
+        },
+        ShopConfig::default(),
+    );
+    let deadlocks = "(SELECT deadlocks FROM pg_stat_database WHERE datname = current_database())";
+    let before = scalar(&mut raw, deadlocks).await;
+
+    // Three rounds of 24 buyers at once: 3-item orders ascending, 3-item orders descending,
+    // and 2-item orders in both directions.
+    let (a, b, c) = (products[0], products[1], products[2]);
+    let shapes: [&[ProductId]; 4] = [&[a, b, c], &[c, b, a], &[b, a], &[c, a]];
+    let mut quantities = HashMap::new();
+    for round in 0..3 {
+        let barrier = Arc::new(Barrier::new(buyers.len()));
+        let mut tasks = Vec::new();
+        for (i, &buyer) in buyers.iter().enumerate() {
+            let lines: Vec<OrderLine> = shapes[(i + round) % shapes.len()]
+                .iter()
+                .map(|&product_id| OrderLine {
+                    product_id,
+                    quantity: 1,
+                })
+                .collect();
+            for line in &lines {
+                *quantities.entry(line.product_id).or_insert(0_i64) += 1;
+            }
+            let (shop, barrier) = (shop.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let actor = Actor {
+                    user_id: buyer,
+                    role: Role::Buyer,
+                };
+                shop.place_order(actor, lines, None).await
+            }));
+        }
+        for task in tasks {
+            let placed = task.await.unwrap();
+            assert!(placed.is_ok(), "round {round}: {placed:?}");
+        }
+    }
+
+    // A backend reports its deadlocks to the statistics when it goes idle (at most a second
+    // later): wait that long before trusting an unchanged counter.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        let now = scalar(&mut raw, deadlocks).await;
+        assert_eq!(
+            now, before,
+            "deadlocks happened: {before} before, {now} after"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (product, sold) in quantities {
+        let stock = scalar(
+            &mut raw,
+            &format!("(SELECT stock FROM products WHERE id = {product})"),
+        )
+        .await;
+        assert_eq!(stock, 1_000 - sold, "product {product}");
+    }
 }

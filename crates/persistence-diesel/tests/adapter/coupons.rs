@@ -451,3 +451,81 @@ async fn issues_of_user_come_with_their_coupon_newest_first() {
             .is_empty()
     );
 }
+
+/// Two grant batches of one coupon, interleaved exactly: the first transaction takes its grant
+/// and stays open while the second runs its whole batch. The second must wait for the first
+/// (the coupon row is locked `FOR UPDATE` before anything is counted) and then decide on what
+/// the first committed: here the last copy is gone, so `SoldOut`, and the same user asking
+/// again is at the per-user limit, so `LimitReached`. Without that lock the second batch counts
+/// from a stale snapshot and only a constraint stops it (an internal error or a conflict
+/// instead of the refusal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_batch_waits_for_an_open_batch_of_the_same_coupon_and_decides_after_it() {
+    for (total, second_user_is_first) in [(1, false), (10, true)] {
+        let db = TestDb::new().await;
+        let mut setup = db.store.begin().await.unwrap();
+        let seller = user(setup.as_mut(), Role::Seller).await;
+        let first_user = user(setup.as_mut(), Role::Buyer).await.id;
+        let other_user = user(setup.as_mut(), Role::Buyer).await.id;
+        let c = coupon(setup.as_mut(), &seller, total, 1).await;
+        setup.commit().await.unwrap();
+        let second_user = if second_user_is_first {
+            first_user
+        } else {
+            other_user
+        };
+
+        let mut first = db.store.begin().await.unwrap();
+        let granted = first
+            .coupons()
+            .issue_batch(&[grant(c.id, first_user)])
+            .await
+            .unwrap();
+        assert!(matches!(granted.as_slice(), [Ok(_)]), "{granted:?}");
+
+        let store = db.store.clone();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let second = tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            started_tx.send(()).unwrap();
+            let answers = tx.coupons().issue_batch(&[grant(c.id, second_user)]).await;
+            let committed = tx.commit().await;
+            (answers, committed)
+        });
+        started.await.unwrap();
+        // The second batch cannot decide while the first holds the coupon.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !second.is_finished(),
+            "the second batch decided while the first was still open"
+        );
+        first.commit().await.unwrap();
+
+        let (answers, committed) = second.await.unwrap();
+        let expected = if second_user_is_first {
+            IssueError::LimitReached
+        } else {
+            IssueError::SoldOut
+        };
+        assert_eq!(answers, Ok(vec![Err(expected)]), "coupon of {total}");
+        assert_eq!(committed, Ok(()));
+
+        let mut raw = db.raw().await;
+        let counts = (
+            scalar(
+                &mut raw,
+                &format!("(SELECT issued_quantity FROM coupons WHERE id = {})", c.id),
+            )
+            .await,
+            scalar(
+                &mut raw,
+                &format!(
+                    "(SELECT count(*) FROM coupon_issues WHERE coupon_id = {})",
+                    c.id
+                ),
+            )
+            .await,
+        );
+        assert_eq!(counts, (1, 1), "coupon of {total}: (counter, rows)");
+    }
+}

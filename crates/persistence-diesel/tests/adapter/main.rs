@@ -8,6 +8,7 @@
 mod common;
 
 mod coupons;
+mod errors;
 mod idempotency;
 mod inbox;
 mod orders;
