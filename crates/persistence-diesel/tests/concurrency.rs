@@ -873,7 +873,7 @@ async fn concurrent_orders_with_lines_in_opposite_orders_neither_deadlock_nor_fa
                     user_id: buyer,
                     role: Role::Buyer,
                 };
-                shop.place_order(actor, lines, None).await
+                shop.place_order(actor, lines, None, None).await
             }));
         }
         for task in tasks {
