@@ -12,15 +12,26 @@ pub mod users;
 pub mod wallet;
 
 use crate::error::ApiError;
-use actix_web::HttpResponse;
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use application::ShopError;
 use serde::Serialize;
 
 pub(crate) type ApiResult = Result<HttpResponse, ApiError>;
 
 pub(crate) fn ok<T: Serialize>(body: T) -> ApiResult {
-    Ok(HttpResponse::Ok().json(body))
+    json(HttpResponse::Ok(), &body)
 }
 
 pub(crate) fn created<T: Serialize>(body: T) -> ApiResult {
-    Ok(HttpResponse::Created().json(body))
+    json(HttpResponse::Created(), &body)
+}
+
+/// Serializes here rather than with `HttpResponseBuilder::json`, whose failure is a bare 500:
+/// a body that cannot be written (a stored instant no RFC 3339 string can express) answers
+/// 500 problem+json like every other internal error.
+fn json<T: Serialize>(mut builder: HttpResponseBuilder, body: &T) -> ApiResult {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ShopError::Internal(format!("response body not serializable: {e}")))?;
+    Ok(builder.content_type(ContentType::json()).body(bytes))
 }

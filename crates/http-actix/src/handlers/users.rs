@@ -4,6 +4,7 @@ use super::{ApiResult, created, ok};
 use crate::ApiState;
 use crate::dto::{SignUpRequest, SignedUpDto, UserDto};
 use crate::extract::{Authenticated, JsonBody, MaybeAuthenticated, path_id};
+use actix_web::http::header;
 use actix_web::{HttpRequest, web};
 use domain::UserId;
 
@@ -23,13 +24,20 @@ pub async fn sign_up(
         .sign_up(caller.0, &body.name, body.role.map(Into::into))
         .await?;
     let user = UserDto::from(signed.user);
-    created(SignedUpDto {
+    let mut response = created(SignedUpDto {
         id: user.id,
         name: user.name,
         role: user.role,
         created_at: user.created_at,
         token: signed.token,
-    })
+    })?;
+    // The only copy of a credential: no cache may keep it, whether or not the request was
+    // authenticated (the envelope marks only those).
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 /// The caller's profile.
