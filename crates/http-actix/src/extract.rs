@@ -488,4 +488,144 @@ mod tests {
             assert_eq!(decode_cursor(bad), None, "{bad}");
         }
     }
+
+    /// Generated hostile bodies: arbitrary bytes, arbitrary JSON documents, and JSON documents
+    /// with something after them. Whatever comes in, parsing answers (never panics), and what
+    /// it accepts is exactly one JSON object with nothing but whitespace around it, objects
+    /// (never arrays) at every level where a request struct is expected.
+    mod properties {
+        use super::super::*;
+        use crate::dto::{CreateCouponRequest, PlaceOrderRequest};
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::from),
+                prop::sample::select(vec![
+                    "productId",
+                    "quantity",
+                    "items",
+                    "couponIssueId",
+                    "name",
+                    "startsAt",
+                    "9999-12-31T23:59:59-23:59",
+                    "2026-11-21T09:30:00Z",
+                    "\u{0}",
+                ])
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec(
+                        (
+                            prop::sample::select(vec![
+                                "items",
+                                "productId",
+                                "quantity",
+                                "couponIssueId",
+                                "name",
+                                "discountType",
+                                "amount",
+                                "totalQuantity",
+                                "startsAt",
+                                "expiresAt",
+                                "x",
+                            ]),
+                            inner,
+                        ),
+                        0..6,
+                    )
+                    .prop_map(|fields| Value::Object(
+                        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                    )),
+                ]
+            })
+        }
+
+        /// A JSON document, sometimes followed by junk or another document.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            (
+                json_value(),
+                prop_oneof![
+                    3 => Just(String::new()),
+                    1 => "[ \t\r\n]{1,4}",
+                    1 => "\\PC{1,6}",
+                    1 => json_value().prop_map(|v| v.to_string()),
+                ],
+            )
+                .prop_map(|(value, tail)| format!("{value}{tail}").into_bytes())
+        }
+
+        fn only_whitespace_around_one_object(raw: &[u8], accepted: &Value) -> bool {
+            let text = std::str::from_utf8(raw).expect("accepted bodies are UTF-8");
+            let trimmed = text.trim_matches([' ', '\t', '\r', '\n']);
+            accepted.is_object()
+                && trimmed.starts_with('{')
+                && trimmed.ends_with('}')
+                && serde_json::from_slice::<Value>(raw).ok().as_ref() == Some(accepted)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_only_one_object_is_accepted(
+                raw in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                if let Ok(value) = parse_json::<Value>(&raw) {
+                    prop_assert!(only_whitespace_around_one_object(&raw, &value));
+                }
+            }
+
+            #[test]
+            fn json_documents_with_tails_are_accepted_only_when_one_object(raw in body()) {
+                if let Ok(value) = parse_json::<Value>(&raw) {
+                    prop_assert!(only_whitespace_around_one_object(&raw, &value));
+                }
+                if parse_json::<PlaceOrderRequest>(&raw).is_ok() {
+                    let value: Value = serde_json::from_slice(&raw).unwrap();
+                    prop_assert!(value.is_object());
+                    let items = value["items"].as_array().expect("items is an array");
+                    prop_assert!(items.iter().all(Value::is_object), "{}", value);
+                }
+                if parse_json::<CreateCouponRequest>(&raw).is_ok() {
+                    let value: Value = serde_json::from_slice(&raw).unwrap();
+                    prop_assert!(value.is_object());
+                }
+            }
+
+            #[test]
+            fn order_lines_in_array_form_are_refused_at_any_position(
+                lines in prop::collection::vec((1i64..1_000, 1i64..=1_000, any::<bool>()), 1..6),
+            ) {
+                let items: Vec<Value> = lines
+                    .iter()
+                    .map(|&(p, q, as_array)| {
+                        if as_array {
+                            serde_json::json!([p, q])
+                        } else {
+                            serde_json::json!({"productId": p, "quantity": q})
+                        }
+                    })
+                    .collect();
+                let raw = serde_json::json!({ "items": items }).to_string();
+                let parsed = parse_json::<PlaceOrderRequest>(raw.as_bytes());
+                match lines.iter().position(|l| l.2) {
+                    None => prop_assert!(parsed.is_ok()),
+                    Some(first) => match parsed {
+                        Err(ApiError::Shop(ShopError::Validation(fields))) => {
+                            prop_assert_eq!(&fields[0].field, &format!("items[{first}]"));
+                        }
+                        other => prop_assert!(false, "accepted {}: {:?}", raw, other),
+                    },
+                }
+            }
+        }
+    }
 }
