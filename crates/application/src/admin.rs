@@ -31,8 +31,8 @@ impl Shop {
         Ok(tx.outbox().list(status, page).await?)
     }
 
-    /// FAILED → READY. Errors: `Forbidden`, `NotFound`, `InvalidOrderState`-like refusal is
-    /// `Validation` ("only FAILED events can be retried").
+    /// FAILED → READY. Errors: `Forbidden`, `NotFound`, `OutboxEventNotFailed` (the event is
+    /// READY or SENT: a conflict with its state, not a malformed request).
     pub async fn retry_outbox(&self, actor: Actor, id: OutboxId) -> Result<OutboxEvent, ShopError> {
         require_admin(actor)?;
         let now = self.now();
@@ -43,13 +43,10 @@ impl Shop {
                 tracing::info!(outbox = %id, admin = %actor.user_id, "outbox event re-driven");
                 Ok(*event)
             }
-            OutboxRetry::NotFailed(status) => Err(ShopError::validation(
-                "status",
-                &format!(
-                    "only FAILED events can be retried; this one is {}",
-                    status.as_str()
-                ),
-            )),
+            OutboxRetry::NotFailed(status) => Err(ShopError::OutboxEventNotFailed(format!(
+                "only FAILED events can be retried; outbox event {id} is {}",
+                status.as_str()
+            ))),
             OutboxRetry::NotFound => Err(ShopError::not_found("outbox event", id)),
         }
     }

@@ -9,7 +9,7 @@ use domain::page::{CursorPage, OffsetPage, Paged, Slice};
 use domain::ports::{StockChangeError, Transaction};
 use domain::product::{
     MAX_STOCK, NewProduct, Product, ProductPatch, ProductStatus, StockChange, StockLedgerEntry,
-    StockReason,
+    StockReason, validate_note,
 };
 
 /// A product-creation request as the client sent it.
@@ -28,9 +28,6 @@ pub struct ProductUpdate {
     pub price: Option<i64>,
     pub status: Option<ProductStatus>,
 }
-
-/// Longest note accepted on a stock adjustment.
-const MAX_NOTE_CHARS: usize = 500;
 
 fn is_seller(actor: Option<Actor>) -> bool {
     actor.is_some_and(|a| a.role.can_sell())
@@ -227,16 +224,7 @@ impl Shop {
                 &format!("must be non-zero and between -{MAX_STOCK} and {MAX_STOCK}"),
             ));
         }
-        let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-        if note
-            .as_ref()
-            .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
-        {
-            return Err(ShopError::validation(
-                "note",
-                &format!("must be at most {MAX_NOTE_CHARS} characters"),
-            ));
-        }
+        let note = validate_note(note.as_deref()).map_err(|e| ShopError::Validation(vec![e]))?;
         let now = self.now();
         let product = retry_on_conflict("adjust_stock", || async {
             let mut tx = self.ports.store.begin().await?;

@@ -40,6 +40,9 @@ pub enum ShopError {
     OrderNotPayable(String),
     #[error("{0}")]
     InvalidOrderState(String),
+    /// Only a FAILED outbox event can be re-driven; this one is READY or SENT.
+    #[error("{0}")]
+    OutboxEventNotFailed(String),
     #[error("a request with this Idempotency-Key is still running")]
     IdempotencyInProgress,
     #[error("this Idempotency-Key was used with a different request")]
@@ -79,6 +82,7 @@ impl ShopError {
             Self::CouponNotApplicable(_) => "COUPON_NOT_APPLICABLE",
             Self::OrderNotPayable(_) => "ORDER_NOT_PAYABLE",
             Self::InvalidOrderState(_) => "INVALID_ORDER_STATE",
+            Self::OutboxEventNotFailed(_) => "OUTBOX_EVENT_NOT_FAILED",
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::Unavailable(_) => "UNAVAILABLE",

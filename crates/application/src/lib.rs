@@ -57,6 +57,9 @@ pub struct Shop {
     /// Signs and verifies bearer tokens with the store's secret, loaded on first use
     /// (`users::token_signer`); shared by clones.
     token_signer: Arc<tokio::sync::OnceCell<tokens::TokenSigner>>,
+    /// SHA-256 of the configured `ADMIN_TOKEN`, set by `users::ensure_admin`: the only
+    /// unsigned token that authenticates; shared by clones.
+    admin_token_hash: Arc<std::sync::RwLock<Option<domain::user::TokenHash>>>,
 }
 
 /// Short-lived answers reused across requests (see [`cache`] for why each is safe).
@@ -121,6 +124,7 @@ impl Shop {
             caches: Arc::new(Caches::new(&config)),
             issue_batcher: Arc::default(),
             token_signer: Arc::default(),
+            admin_token_hash: Arc::default(),
             config: Arc::new(config),
         }
     }

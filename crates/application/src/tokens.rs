@@ -15,9 +15,10 @@
 //! stored grants access: the users table holds a hash of `<random>` only, and the secret cannot
 //! be derived from tokens.
 //!
-//! Anything that does not have this shape (the bootstrap `ADMIN_TOKEN`, an arbitrary string;
-//! 43-character tokens of earlier versions) is not a signed token: `users` looks it up by its
-//! SHA-256 as before.
+//! Anything that does not have this shape is not a signed token: `users` accepts it only if it
+//! is the configured `ADMIN_TOKEN` (looked up by its SHA-256), and refuses everything else
+//! without a lookup, in particular a token's random part on its own, whose SHA-256 the users
+//! row holds.
 
 use crate::{Actor, ShopError};
 use base64::Engine as _;
@@ -35,7 +36,7 @@ const MAC_CONTEXT: &[u8] = b"shop-token-v1:";
 const ENCODED_32_BYTES: usize = 43;
 
 /// 256 bits from the OS-seeded thread RNG, URL-safe base64: unguessable, and short enough for
-/// a header. The random part of a signed token (and the whole token of earlier versions).
+/// a header. The random part of a signed token.
 pub(crate) fn new_random_part() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);

@@ -1,15 +1,17 @@
 //! Sign-up, authentication and profiles.
 //!
-//! Tokens handed out at sign-up are signed (`<random>.<user id>.<role>.<mac>`, see
-//! [`crate::tokens`]): `authenticate` checks their HMAC with the store's secret and touches no
-//! store at all. Only the SHA-256 of the random part is stored, so the users table grants
-//! nothing. Every other token (the bootstrap `ADMIN_TOKEN`, an arbitrary string; tokens of
-//! earlier versions, 32 random bytes) is looked up by the SHA-256 of the whole token, and hits
-//! are cached briefly.
+//! Exactly two kinds of bearer token authenticate:
+//! - a complete signed token handed out at sign-up (`<random>.<user id>.<role>.<mac>`, see
+//!   [`crate::tokens`]): `authenticate` checks its HMAC with the store's secret and touches no
+//!   store at all;
+//! - the bootstrap `ADMIN_TOKEN` this shop was started with ([`Shop::ensure_admin`]): looked up
+//!   by its SHA-256, hits cached briefly.
 //!
-//! A token with the signed shape and a wrong MAC is refused without a lookup: no stored token
-//! has that shape (`ensure_admin` refuses such an `ADMIN_TOKEN`, and a signed user's row holds
-//! the hash of its random part only, never of the whole token).
+//! Any other string is refused without a lookup. That matters: a signed user's row holds the
+//! SHA-256 of the token's random part, so looking up arbitrary strings by hash would let the
+//! random part alone (the first 43 characters of the token) authenticate, and the MAC would
+//! add nothing. Tokens of earlier versions (a bare random part) therefore no longer
+//! authenticate; their users sign up again.
 
 use crate::idempotency::{Keyed, record_answer};
 use crate::support::{retry_on_conflict, sha256_hex};
@@ -77,7 +79,8 @@ impl Shop {
         Ok(signed_up)
     }
 
-    /// Resolves a bearer token: a signed one by its MAC alone, any other by a lookup.
+    /// Resolves a bearer token: a signed one by its MAC alone, the `ADMIN_TOKEN` by a lookup,
+    /// anything else is `Unauthenticated` at once (see the module docs).
     /// Errors: `Unauthenticated`; `Unavailable` when the store is needed and down.
     pub async fn authenticate(&self, token: &str) -> Result<Actor, ShopError> {
         if token.is_empty() {
@@ -91,6 +94,11 @@ impl Shop {
                 .ok_or(ShopError::Unauthenticated);
         }
         let hash = hash_token(token);
+        // Comparing hashes (not tokens) leaks nothing through timing: learning a prefix of the
+        // admin token's SHA-256 does not help find the token.
+        if !self.is_admin_token(&hash) {
+            return Err(ShopError::Unauthenticated);
+        }
         if let Some(actor) = self.caches.actors.get(&hash.0) {
             return Ok(actor);
         }
@@ -109,10 +117,12 @@ impl Shop {
     }
 
     /// Makes `token` the bearer token of the bootstrap administrator (`ADMIN_TOKEN`), creating
-    /// that admin on first start. Idempotent across restarts.
+    /// that admin on first start. Idempotent across restarts. From then on this shop (and its
+    /// clones) accepts `token`; a later call replaces it.
     ///
     /// The store has no "change token" operation, so a *different* `ADMIN_TOKEN` on a later
-    /// start creates another admin; the earlier one keeps its token.
+    /// start creates another admin; the earlier one's token is no longer accepted (only the
+    /// configured one is).
     pub async fn ensure_admin(&self, token: &str) -> Result<User, ShopError> {
         if token.trim().is_empty() {
             return Err(ShopError::validation("ADMIN_TOKEN", "must not be empty"));
@@ -126,7 +136,7 @@ impl Shop {
         }
         let hash = hash_token(token);
         let now = self.now();
-        retry_on_conflict("ensure_admin", || async {
+        let admin = retry_on_conflict("ensure_admin", || async {
             let mut tx = self.ports.store.begin().await?;
             if let Some(user) = tx.users().find_by_token(&hash).await? {
                 if user.role != Role::Admin {
@@ -154,7 +164,21 @@ impl Shop {
             tracing::info!(user = %user.id, "bootstrap administrator created");
             Ok(user)
         })
-        .await
+        .await?;
+        *self
+            .admin_token_hash
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hash);
+        Ok(admin)
+    }
+
+    /// Whether `hash` is the SHA-256 of the configured `ADMIN_TOKEN`.
+    fn is_admin_token(&self, hash: &TokenHash) -> bool {
+        self.admin_token_hash
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            == Some(hash)
     }
 
     /// The signer over the store's secret, loaded on first use and kept for the life of this
@@ -382,8 +406,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_admin_token_and_unsigned_tokens_are_looked_up() {
-        let (store, shop, admin, _) = shop_with_users().await;
+    async fn the_admin_token_is_looked_up_and_no_other_unsigned_token() {
+        let (store, shop, admin, users) = shop_with_users().await;
         let before = store.opened();
         assert_eq!(
             shop.authenticate("an arbitrary admin token").await,
@@ -397,11 +421,12 @@ mod tests {
         );
         assert_eq!(store.opened(), before + 1);
 
-        // A token of an earlier version: 32 random bytes whose SHA-256 is in the users row.
+        // A signed token's random part (its row holds that hash), a token of an earlier
+        // version (a bare random part whose SHA-256 is in its users row) and arbitrary strings
+        // are refused without a lookup.
         let legacy = tokens::new_random_part();
         let mut tx = store.inner.begin().await.unwrap();
-        let user = tx
-            .users()
+        tx.users()
             .insert(NewUser {
                 name: UserName::new("old").unwrap(),
                 role: Role::Seller,
@@ -411,12 +436,47 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
+        let before = store.opened();
+        let signed = &users[2].token; // ADMIN
+        let random = signed.split('.').next().unwrap();
+        let claims = signed.rsplit_once('.').unwrap().0;
+        for token in [
+            random,
+            claims,
+            legacy.as_str(),
+            "x",
+            "an arbitrary admin token ",
+        ] {
+            assert_eq!(
+                shop.authenticate(token).await,
+                Err(ShopError::Unauthenticated),
+                "{token}"
+            );
+        }
+        assert_eq!(store.opened(), before, "an unsigned token was looked up");
+    }
+
+    #[tokio::test]
+    async fn a_shop_accepts_only_the_admin_token_it_was_last_given() {
+        let store = Arc::new(WatchedStore::default());
+        let shop = shop_over(store.clone());
         assert_eq!(
-            shop.authenticate(&legacy).await,
-            Ok(Actor {
-                user_id: user.id,
-                role: Role::Seller
-            })
+            shop.authenticate("first").await,
+            Err(ShopError::Unauthenticated)
+        );
+        let first = shop.ensure_admin("first").await.unwrap();
+        assert_eq!(shop.authenticate("first").await.unwrap().user_id, first.id);
+        // A restart with another ADMIN_TOKEN: the new admin only.
+        let restarted = shop_over(store);
+        let second = restarted.ensure_admin("second").await.unwrap();
+        assert_ne!(first.id, second.id);
+        assert_eq!(
+            restarted.authenticate("second").await.unwrap().user_id,
+            second.id
+        );
+        assert_eq!(
+            restarted.authenticate("first").await,
+            Err(ShopError::Unauthenticated)
         );
     }
 

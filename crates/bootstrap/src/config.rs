@@ -102,6 +102,9 @@ pub struct Config {
     /// `RATE_LIMIT_PER_SECOND` [50] and `RATE_LIMIT_BURST` [100]: requests per authenticated
     /// user; 0 disables.
     pub rate_limit: http_actix::RateLimit,
+    /// `BODY_TIMEOUT_MS` [5000]: how long a request body may take to arrive once its head has;
+    /// a client that stalls longer is answered 408 and its connection closed.
+    pub body_timeout: Duration,
     /// `REDIS_KEY_PREFIX` [empty]: lets several shops share one Redis.
     pub redis_key_prefix: String,
     /// `KAFKA_TOPIC_PREFIX` [empty]: topic names are this plus the defaults of EVENTS.md
@@ -126,6 +129,7 @@ impl Default for Config {
             data_platform_url: None,
             db_pool: DbPool::default(),
             rate_limit: http_actix::RateLimit::default(),
+            body_timeout: http_actix::BodyTimeout::DEFAULT,
             redis_key_prefix: String::new(),
             kafka_topic_prefix: String::new(),
             shop: ShopConfig::default(),
@@ -191,6 +195,10 @@ impl Config {
         }
         if let Some(raw) = get("RATE_LIMIT_BURST") {
             config.rate_limit.burst = parse_int("RATE_LIMIT_BURST", &raw, 1, 1_000_000)? as f64;
+        }
+        if let Some(raw) = get("BODY_TIMEOUT_MS") {
+            config.body_timeout =
+                Duration::from_millis(parse_int("BODY_TIMEOUT_MS", &raw, 1, 600_000)? as u64);
         }
         if let Some(raw) = get("REDIS_KEY_PREFIX") {
             if raw.contains(['{', '}']) || raw.len() > 64 {
@@ -385,6 +393,7 @@ mod tests {
         assert_eq!(c.shop.coupon_issue_mode, CouponIssueMode::Sync);
         assert!(c.admin_token.is_none() && c.database_url.is_none());
         assert!(c.kafka_brokers.is_empty());
+        assert_eq!(c.body_timeout, Duration::from_secs(5));
     }
 
     #[test]
@@ -403,8 +412,10 @@ mod tests {
             ("BUSINESS_TZ_OFFSET", "-05:30"),
             ("COUPON_ISSUE_MODE", "async"),
             ("LOG_FORMAT", "pretty"),
+            ("BODY_TIMEOUT_MS", "1500"),
         ])
         .unwrap();
+        assert_eq!(c.body_timeout, Duration::from_millis(1500));
         assert_eq!((c.host.as_str(), c.port), ("0.0.0.0", 9000));
         assert_eq!(c.admin_token.unwrap().expose(), "a-very-long-admin-token");
         assert!(c.database_url.is_some() && c.redis_url.is_some());
@@ -438,6 +449,9 @@ mod tests {
             ("BUSINESS_TZ_OFFSET", "Seoul"),
             ("COUPON_ISSUE_MODE", "later"),
             ("LOG_FORMAT", "xml"),
+            ("BODY_TIMEOUT_MS", "0"),
+            ("BODY_TIMEOUT_MS", "600001"),
+            ("BODY_TIMEOUT_MS", "5s"),
         ];
         for (name, value) in cases {
             let e = config(&[(name, value)]).unwrap_err();

@@ -99,6 +99,7 @@ impl Application {
             health: wiring.health,
             metrics: prometheus(),
             rate_limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            body_timeout: http_actix::BodyTimeout(config.body_timeout),
         };
         let server = HttpServer::new(move || http_actix::app(state.clone()))
             .listen(listener)

@@ -114,7 +114,9 @@ pub enum WindowError {
 
 impl Coupon {
     pub fn remaining_quantity(&self) -> i64 {
-        (self.total_quantity - self.issued_quantity).max(0)
+        self.total_quantity
+            .saturating_sub(self.issued_quantity)
+            .max(0)
     }
 
     /// The validity window is `[starts_at, expires_at)`.
@@ -183,6 +185,8 @@ impl NewCoupon {
         let name = draft.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             errors.push(FieldError::new("name", "must be 1 to 100 characters"));
+        } else if let Err(e) = crate::text::check_printable("name", name) {
+            errors.push(e);
         }
         let discount = match draft.discount_type {
             DiscountType::Amount => {
@@ -255,10 +259,20 @@ impl NewCoupon {
                 format!("must be between 1 and {MAX_PER_USER_LIMIT}"),
             ));
         }
-        if draft.expires_at <= draft.starts_at {
-            errors.push(FieldError::new("expiresAt", "must be after startsAt"));
-        } else if draft.expires_at <= now {
-            errors.push(FieldError::new("expiresAt", "must be in the future"));
+        // Both instants are stored and shown back: they must be representable everywhere
+        // (years 1..=9999 in UTC, see `crate::text`). The order checks only make sense then.
+        let starts_at = crate::text::check_instant("startsAt", draft.starts_at)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let expires_at = crate::text::check_instant("expiresAt", draft.expires_at)
+            .map_err(|e| errors.push(e))
+            .ok();
+        if let (Some(starts_at), Some(expires_at)) = (starts_at, expires_at) {
+            if expires_at <= starts_at {
+                errors.push(FieldError::new("expiresAt", "must be after startsAt"));
+            } else if expires_at <= now {
+                errors.push(FieldError::new("expiresAt", "must be in the future"));
+            }
         }
         match discount {
             Some(discount) if errors.is_empty() => Ok(Self {
@@ -273,8 +287,8 @@ impl NewCoupon {
                 min_order_amount,
                 total_quantity: draft.total_quantity,
                 per_user_limit,
-                starts_at: draft.starts_at,
-                expires_at: draft.expires_at,
+                starts_at: starts_at.unwrap_or(draft.starts_at),
+                expires_at: expires_at.unwrap_or(draft.expires_at),
                 created_at: now,
             }),
             _ => Err(errors),
@@ -433,6 +447,26 @@ mod tests {
             .map(|e| e.field)
             .collect();
         assert_eq!(fields, ["amount", "percent", "totalQuantity", "expiresAt"]);
+    }
+
+    #[test]
+    fn names_must_be_printable_and_instants_representable() {
+        let mut bad = draft();
+        bad.name = "Wel\0come".into();
+        bad.starts_at = time::macros::datetime!(0001-01-01 00:00 +01:00);
+        bad.expires_at = time::macros::datetime!(9999-12-31 23:59:59 -23:59);
+        let fields: Vec<_> = NewCoupon::new(UserId(1), false, bad, NOW)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["name", "startsAt", "expiresAt"]);
+        // Instants are kept in UTC.
+        let mut other_offset = draft();
+        other_offset.expires_at = time::macros::datetime!(2026-11-23 09:00 +09:00);
+        let c = NewCoupon::new(UserId(1), false, other_offset, NOW).unwrap();
+        assert_eq!(c.expires_at.offset(), time::UtcOffset::UTC);
+        assert_eq!(c.expires_at, time::macros::datetime!(2026-11-23 00:00 UTC));
     }
 
     #[test]

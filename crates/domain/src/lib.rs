@@ -16,6 +16,7 @@ pub mod payment;
 pub mod ports;
 pub mod product;
 pub mod sales;
+pub mod text;
 pub mod user;
 pub mod wallet;
 

@@ -201,8 +201,10 @@ pub fn price_order(
         if product.status != ProductStatus::OnSale {
             return Err(PricingError::NotOnSale(product.id));
         }
-        let item_subtotal = product.price * line.quantity;
-        subtotal += item_subtotal;
+        // Within `MAX_PRICE` x `MAX_ITEM_QUANTITY` x `MAX_ORDER_ITEMS` nothing overflows; the
+        // saturating forms keep pricing total for lines that skipped `validate_lines`.
+        let item_subtotal = product.price.saturating_mul(line.quantity);
+        subtotal = subtotal.saturating_add(item_subtotal);
         items.push(OrderItem {
             product_id: product.id,
             seller_id: product.seller_id,
@@ -218,8 +220,7 @@ pub fn price_order(
             let eligible: i64 = items
                 .iter()
                 .filter(|item| coupon.covers_seller(item.seller_id))
-                .map(|item| item.subtotal)
-                .sum();
+                .fold(0i64, |sum, item| sum.saturating_add(item.subtotal));
             if eligible == 0 {
                 return Err(PricingError::CouponNotApplicable(
                     "no item in the order is covered by the coupon".into(),
@@ -238,7 +239,7 @@ pub fn price_order(
         items,
         subtotal,
         discount,
-        total_amount: (subtotal - discount).max(0),
+        total_amount: subtotal.saturating_sub(discount).max(0),
     })
 }
 

@@ -13,6 +13,8 @@ use time::OffsetDateTime;
 pub const MAX_PRICE: i64 = 1_000_000_000;
 pub const MAX_STOCK: i64 = 1_000_000_000;
 pub const MAX_PRODUCT_NAME_CHARS: usize = 200;
+/// Longest note accepted on a stock adjustment.
+pub const MAX_NOTE_CHARS: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -86,7 +88,24 @@ pub fn validate_product_name(raw: &str) -> Result<String, FieldError> {
             format!("must be 1 to {MAX_PRODUCT_NAME_CHARS} characters"),
         ));
     }
+    crate::text::check_printable("name", trimmed)?;
     Ok(trimmed.to_owned())
+}
+
+/// The note of a stock adjustment: trimmed, `None` when blank, at most [`MAX_NOTE_CHARS`]
+/// characters, no control character.
+pub fn validate_note(raw: Option<&str>) -> Result<Option<String>, FieldError> {
+    let Some(note) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(FieldError::new(
+            "note",
+            format!("must be at most {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    crate::text::check_printable("note", note)?;
+    Ok(Some(note.to_owned()))
 }
 
 pub fn validate_price(price: i64) -> Result<i64, FieldError> {
@@ -275,5 +294,17 @@ mod tests {
         assert_eq!((p.name.as_str(), p.price, p.stock), ("Tea", 20, 3));
         assert_eq!(p.status, ProductStatus::Paused);
         assert!(ProductPatch::new(Some(""), None, None).is_err());
+        assert!(ProductPatch::new(Some("T\0ea"), None, None).is_err());
+    }
+
+    #[test]
+    fn notes_are_trimmed_bounded_and_printable() {
+        assert_eq!(validate_note(None), Ok(None));
+        assert_eq!(validate_note(Some("  ")), Ok(None));
+        assert_eq!(validate_note(Some(" recount ")), Ok(Some("recount".into())));
+        assert!(validate_note(Some(&"x".repeat(MAX_NOTE_CHARS))).is_ok());
+        let long = "x".repeat(MAX_NOTE_CHARS + 1);
+        assert_eq!(validate_note(Some(&long)).unwrap_err().field, "note");
+        assert_eq!(validate_note(Some("a\0b")).unwrap_err().field, "note");
     }
 }

@@ -42,13 +42,18 @@ impl Role {
     }
 }
 
-/// A display name: 1..=100 characters after trimming.
+/// A display name: 1..=100 characters after trimming, none of them a control character.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(String);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("name must be 1 to 100 characters")]
-pub struct InvalidUserName;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUserName {
+    #[error("must be 1 to 100 characters")]
+    Length,
+    /// NUL, a line break, a tab, an escape... (see [`crate::text`]).
+    #[error("must not contain control characters (NUL, line breaks, tabs, escapes)")]
+    ControlCharacter,
+}
 
 impl UserName {
     pub const MAX_CHARS: usize = 100;
@@ -57,7 +62,10 @@ impl UserName {
         let trimmed = raw.trim();
         let chars = trimmed.chars().count();
         if chars == 0 || chars > Self::MAX_CHARS {
-            return Err(InvalidUserName);
+            return Err(InvalidUserName::Length);
+        }
+        if crate::text::has_control_character(trimmed) {
+            return Err(InvalidUserName::ControlCharacter);
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -129,9 +137,17 @@ mod tests {
     #[test]
     fn names_are_trimmed_and_bounded() {
         assert_eq!(UserName::new("  kim ").unwrap().as_str(), "kim");
-        assert_eq!(UserName::new("   "), Err(InvalidUserName));
+        assert_eq!(UserName::new("   "), Err(InvalidUserName::Length));
         assert!(UserName::new(&"가".repeat(100)).is_ok());
-        assert_eq!(UserName::new(&"가".repeat(101)), Err(InvalidUserName));
+        assert_eq!(
+            UserName::new(&"가".repeat(101)),
+            Err(InvalidUserName::Length)
+        );
+        // Surrounding whitespace is trimmed; a control character inside is refused.
+        assert_eq!(UserName::new("\tkim\n").unwrap().as_str(), "kim");
+        for bad in ["k\0im", "k\tim", "kim\u{1b}", "a\nb"] {
+            assert_eq!(UserName::new(bad), Err(InvalidUserName::ControlCharacter));
+        }
     }
 
     #[test]

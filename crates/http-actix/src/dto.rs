@@ -17,9 +17,54 @@ use time::{OffsetDateTime, UtcOffset};
 use utoipa::ToSchema;
 
 /// Timestamps always leave in UTC (`...Z`), whatever offset the store handed back.
+///
+/// Total: an instant the conversion cannot represent (never stored, see `domain::text`) is
+/// left as it is, and writing it then fails as a serialization error (500 problem+json), never
+/// as a panic.
 fn utc(at: OffsetDateTime) -> OffsetDateTime {
-    at.to_offset(UtcOffset::UTC)
+    at.checked_to_offset(UtcOffset::UTC).unwrap_or(at)
 }
+
+/// Request timestamps: RFC 3339 in, UTC out, and only instants in years 1..=9999 once in UTC
+/// (`9999-12-31T23:59:59-23:59` is valid RFC 3339 but past what UTC can be written as). The
+/// conversion is checked; an instant out of range is a 400 naming the field.
+mod instant_in_range {
+    use serde::Deserializer;
+    use serde::de::Error as _;
+    use time::OffsetDateTime;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let at = time::serde::rfc3339::deserialize(d)?;
+        domain::text::to_utc_in_range(at)
+            .ok_or_else(|| D::Error::custom(domain::text::INSTANT_RANGE_MESSAGE))
+    }
+}
+
+/// Implements `Deserialize` for request DTOs through [`crate::extract::ObjectOnly`], so that
+/// each accepts only a JSON object, never the array form serde's derive also takes. Each type
+/// derives `Deserialize` with `#[serde(remote = "Self")]`, which makes the derived code an
+/// inherent `deserialize` function instead of the trait implementation written here.
+macro_rules! object_only {
+    ($($name:ident),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $name::deserialize(crate::extract::ObjectOnly(d))
+            }
+        }
+    )*};
+}
+
+object_only!(
+    SignUpRequest,
+    ChargeRequest,
+    CreateProductRequest,
+    UpdateProductRequest,
+    StockAdjustmentRequest,
+    CreateCouponRequest,
+    OrderLineRequest,
+    PlaceOrderRequest,
+    PayRequest,
+);
 
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident <=> $domain:ty { $($variant:ident),* $(,)? }) => {
@@ -59,7 +104,7 @@ wire_enum!(EventTypeDto <=> EventType { OrderPaid, OrderRefunded, CouponIssueReq
 // ---------------------------------------------------------------------------------- users
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct SignUpRequest {
     /// 1..100 characters.
     pub name: String,
@@ -124,7 +169,7 @@ impl From<Wallet> for BalanceDto {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct ChargeRequest {
     /// Won to add, an integer ≥ `MIN_CHARGE`. Anything that is not an integer (a float, a
     /// string) answers 400 `INVALID_AMOUNT`.
@@ -219,7 +264,7 @@ pub struct ProductPage {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct CreateProductRequest {
     pub name: String,
     /// ≥ 1.
@@ -232,7 +277,7 @@ pub struct CreateProductRequest {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct UpdateProductRequest {
     #[serde(default)]
     pub name: Option<String>,
@@ -243,7 +288,7 @@ pub struct UpdateProductRequest {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct StockAdjustmentRequest {
     /// Signed change of the stock; the stock never goes below 0.
     pub delta: i64,
@@ -332,7 +377,7 @@ impl From<Popular> for PopularDto {
 // ---------------------------------------------------------------------------------- coupons
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct CreateCouponRequest {
     pub name: String,
     pub discount_type: DiscountTypeDto,
@@ -352,9 +397,11 @@ pub struct CreateCouponRequest {
     /// Default 1.
     #[serde(default)]
     pub per_user_limit: Option<i64>,
-    #[serde(with = "time::serde::rfc3339")]
+    /// RFC 3339; years 1..=9999 once converted to UTC.
+    #[serde(deserialize_with = "instant_in_range::deserialize")]
     pub starts_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    /// RFC 3339; years 1..=9999 once converted to UTC.
+    #[serde(deserialize_with = "instant_in_range::deserialize")]
     pub expires_at: OffsetDateTime,
 }
 
@@ -551,7 +598,7 @@ pub struct HeldCouponList {
 // ---------------------------------------------------------------------------------- orders
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct OrderLineRequest {
     pub product_id: i64,
     /// 1..1000.
@@ -559,7 +606,7 @@ pub struct OrderLineRequest {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct PlaceOrderRequest {
     /// 1..50 lines, each product at most once.
     pub items: Vec<OrderLineRequest>,
@@ -645,7 +692,7 @@ pub struct OrderPage {
 // ---------------------------------------------------------------------------------- payments
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct PayRequest {
     pub order_id: i64,
 }
@@ -741,13 +788,12 @@ pub struct LiveDto {
     pub status: String,
 }
 
+/// One dependency's state. Why it is down is logged, never shown: the endpoint is public, and
+/// dependency errors name hosts, users and versions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DependencyDto {
     /// `UP` or `DOWN`.
     pub status: String,
-    /// Why it is down.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -30,6 +30,9 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     /// Too many requests; the client may retry after `retry_after_secs`.
     RateLimited { retry_after_secs: u64 },
+    /// The request body did not arrive within the body timeout (`BODY_TIMEOUT_MS`). The
+    /// connection is closed after this answer: the rest of the body may still be on its way.
+    RequestTimeout,
 }
 
 impl ApiError {
@@ -49,6 +52,7 @@ impl ApiError {
             Self::RouteNotFound => "NOT_FOUND",
             Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
         }
     }
 
@@ -85,6 +89,10 @@ impl ApiError {
                 format!("too many requests; retry after {retry_after_secs} seconds"),
                 Vec::new(),
             ),
+            Self::RequestTimeout => (
+                "the request body did not arrive in time".to_owned(),
+                Vec::new(),
+            ),
         };
         Problem {
             r#type: format!("{TYPE_BASE}{}", code.to_ascii_lowercase().replace('_', "-")),
@@ -118,6 +126,7 @@ impl ResponseError for ApiError {
             return match self {
                 Self::RouteNotFound => StatusCode::NOT_FOUND,
                 Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+                Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
                 _ => StatusCode::TOO_MANY_REQUESTS,
             };
         };
@@ -136,6 +145,7 @@ impl ResponseError for ApiError {
             | ShopError::CouponNotApplicable(_)
             | ShopError::OrderNotPayable(_)
             | ShopError::InvalidOrderState(_)
+            | ShopError::OutboxEventNotFailed(_)
             | ShopError::IdempotencyInProgress => StatusCode::CONFLICT,
             ShopError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ShopError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -170,6 +180,9 @@ impl ResponseError for ApiError {
             Self::Shop(ShopError::Unavailable(_)) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
+            Self::RequestTimeout => {
+                response.force_close();
+            }
             _ => {}
         }
         // Serializing plain strings and numbers cannot fail; the fallback keeps it total.
@@ -196,6 +209,8 @@ fn title(code: &str) -> &'static str {
         "COUPON_NOT_APPLICABLE" => "Coupon not applicable",
         "ORDER_NOT_PAYABLE" => "Order not payable",
         "INVALID_ORDER_STATE" => "Invalid order state",
+        "OUTBOX_EVENT_NOT_FAILED" => "Outbox event not failed",
+        "REQUEST_TIMEOUT" => "Request timeout",
         "IDEMPOTENCY_IN_PROGRESS" => "Idempotency key in progress",
         "IDEMPOTENCY_KEY_REUSED" => "Idempotency key reused",
         "RATE_LIMITED" => "Rate limited",
@@ -294,6 +309,11 @@ mod tests {
                 "invalid-order-state",
             ),
             (
+                ShopError::OutboxEventNotFailed("x".into()),
+                409,
+                "outbox-event-not-failed",
+            ),
+            (
                 ShopError::IdempotencyInProgress,
                 409,
                 "idempotency-in-progress",
@@ -342,6 +362,12 @@ mod tests {
         assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "3");
         let r = ApiError::MethodNotAllowed { allow: "GET" }.error_response();
         assert_eq!(r.headers().get(header::ALLOW).unwrap(), "GET");
+        let r = ApiError::RequestTimeout.error_response();
+        assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            body_of(&ApiError::RequestTimeout)["code"],
+            "REQUEST_TIMEOUT"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::product::FieldError;
 use futures::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -24,11 +25,16 @@ pub(crate) fn state(req: &HttpRequest) -> Result<web::Data<ApiState>, ApiError> 
 }
 
 /// The bearer token of the request: `Ok(None)` when there is no `Authorization` header, an
-/// error when there is one that is not a well-formed bearer credential.
+/// error when there is one that is not a well-formed bearer credential, or more than one
+/// (which one counts would be a guess, and a proxy and the service might guess differently).
 fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ApiError::unauthenticated());
+    }
     let value = value.to_str().map_err(|_| ApiError::unauthenticated())?;
     let (scheme, token) = value
         .split_once(' ')
@@ -93,8 +99,10 @@ impl FromRequest for MaybeAuthenticated {
     }
 }
 
-/// A JSON request body parsed strictly (types, unknown fields, size, content type), together
-/// with its raw bytes (the idempotency fingerprint is taken over exactly what the client sent).
+/// A JSON request body parsed strictly (types, unknown fields, size, content type, exactly one
+/// object), together with its raw bytes (the idempotency fingerprint is taken over exactly
+/// what the client sent). The body must arrive within [`BodyTimeout`]; a client that stalls in
+/// it is answered 408 and its connection closed, so stalled clients cannot pile up.
 ///
 /// Extraction itself never fails: actix polls a handler's extractors concurrently, and a bad
 /// body must not win the race against a missing token. The handler calls
@@ -132,11 +140,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let json = is_json_content_type(req);
+        let timeout = req.app_data::<BodyTimeout>().copied().unwrap_or_default().0;
         let bytes = Bytes::from_request(req, payload);
         Box::pin(async move {
             // The body is read even when the content type is wrong, so that the connection
             // stays usable for the next request.
-            let raw = bytes.await;
+            let Ok(raw) = actix_web::rt::time::timeout(timeout, bytes).await else {
+                metrics::counter!("http_body_timeouts_total").increment(1);
+                return Ok(Self(Err(ApiError::RequestTimeout)));
+            };
             let parsed = if json {
                 raw.map_err(|e| {
                     if e.as_response_error().status_code().as_u16() == 413 {
@@ -154,20 +166,78 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// Parses `raw` (a JSON object: every request body of the API is one) into `T`, naming the
-/// offending field on failure.
-pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
-    // serde's derived structs also accept a JSON array of the field values; the API does not.
-    if raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(ApiError::field("body", "must be a JSON object"));
+/// How long a request body may take to arrive once its head has (`BODY_TIMEOUT_MS`). Set as
+/// app data; absent, [`BodyTimeout::default`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub Duration);
+
+impl BodyTimeout {
+    pub const DEFAULT: Duration = Duration::from_secs(5);
+}
+
+impl Default for BodyTimeout {
+    fn default() -> Self {
+        Self(Self::DEFAULT)
     }
-    let de = &mut serde_json::Deserializer::from_slice(raw);
-    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+}
+
+/// Parses `raw` into `T`, naming the offending field on failure.
+///
+/// Accepted bodies are exactly one JSON object with nothing but JSON whitespace after it:
+/// every request body of the API is one, and content after it (a second object, garbage) would
+/// otherwise be ignored silently while the idempotency fingerprint still covers it. Nested
+/// request objects refuse the array form themselves (see [`ObjectOnly`]).
+pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    // An empty body falls through to serde's "EOF" error; anything else must open an object
+    // (serde's derived structs also accept an array of the field values; the API does not).
+    match raw.iter().find(|b| !is_json_whitespace(**b)) {
+        None | Some(b'{') => {}
+        Some(_) => return Err(ApiError::field("body", "must be a JSON object")),
+    }
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         json_error(&path, &inner)
     })?;
+    de.end().map_err(|_| {
+        ApiError::field(
+            "body",
+            "must be exactly one JSON object, with nothing after it",
+        )
+    })?;
     Ok(value)
+}
+
+/// The whitespace JSON allows between tokens (RFC 8259): space, tab, line feed, return.
+fn is_json_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// A deserializer on which a struct can only be read from a JSON object.
+///
+/// serde's derived `Deserialize` for a struct calls `deserialize_struct`, and serde_json then
+/// accepts an array of the field values as well as an object. Request DTOs derive their
+/// `Deserialize` with `#[serde(remote = "Self")]` and implement the trait through this
+/// wrapper (see `object_only!` in `dto`), which turns every request into `deserialize_map`:
+/// an array answers "invalid type: sequence, expected struct ...", at any nesting level.
+pub(crate) struct ObjectOnly<D>(pub D);
+
+impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for ObjectOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
 }
 
 fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
@@ -416,6 +486,146 @@ mod tests {
             &URL_SAFE_NO_PAD.encode("007"),
         ] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    /// Generated hostile bodies: arbitrary bytes, arbitrary JSON documents, and JSON documents
+    /// with something after them. Whatever comes in, parsing answers (never panics), and what
+    /// it accepts is exactly one JSON object with nothing but whitespace around it, objects
+    /// (never arrays) at every level where a request struct is expected.
+    mod properties {
+        use super::super::*;
+        use crate::dto::{CreateCouponRequest, PlaceOrderRequest};
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::from),
+                prop::sample::select(vec![
+                    "productId",
+                    "quantity",
+                    "items",
+                    "couponIssueId",
+                    "name",
+                    "startsAt",
+                    "9999-12-31T23:59:59-23:59",
+                    "2026-11-21T09:30:00Z",
+                    "\u{0}",
+                ])
+                .prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec(
+                        (
+                            prop::sample::select(vec![
+                                "items",
+                                "productId",
+                                "quantity",
+                                "couponIssueId",
+                                "name",
+                                "discountType",
+                                "amount",
+                                "totalQuantity",
+                                "startsAt",
+                                "expiresAt",
+                                "x",
+                            ]),
+                            inner,
+                        ),
+                        0..6,
+                    )
+                    .prop_map(|fields| Value::Object(
+                        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                    )),
+                ]
+            })
+        }
+
+        /// A JSON document, sometimes followed by junk or another document.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            (
+                json_value(),
+                prop_oneof![
+                    3 => Just(String::new()),
+                    1 => "[ \t\r\n]{1,4}",
+                    1 => "\\PC{1,6}",
+                    1 => json_value().prop_map(|v| v.to_string()),
+                ],
+            )
+                .prop_map(|(value, tail)| format!("{value}{tail}").into_bytes())
+        }
+
+        fn only_whitespace_around_one_object(raw: &[u8], accepted: &Value) -> bool {
+            let text = std::str::from_utf8(raw).expect("accepted bodies are UTF-8");
+            let trimmed = text.trim_matches([' ', '\t', '\r', '\n']);
+            accepted.is_object()
+                && trimmed.starts_with('{')
+                && trimmed.ends_with('}')
+                && serde_json::from_slice::<Value>(raw).ok().as_ref() == Some(accepted)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_only_one_object_is_accepted(
+                raw in prop::collection::vec(any::<u8>(), 0..64),
+            ) {
+                if let Ok(value) = parse_json::<Value>(&raw) {
+                    prop_assert!(only_whitespace_around_one_object(&raw, &value));
+                }
+            }
+
+            #[test]
+            fn json_documents_with_tails_are_accepted_only_when_one_object(raw in body()) {
+                if let Ok(value) = parse_json::<Value>(&raw) {
+                    prop_assert!(only_whitespace_around_one_object(&raw, &value));
+                }
+                if parse_json::<PlaceOrderRequest>(&raw).is_ok() {
+                    let value: Value = serde_json::from_slice(&raw).unwrap();
+                    prop_assert!(value.is_object());
+                    let items = value["items"].as_array().expect("items is an array");
+                    prop_assert!(items.iter().all(Value::is_object), "{}", value);
+                }
+                if parse_json::<CreateCouponRequest>(&raw).is_ok() {
+                    let value: Value = serde_json::from_slice(&raw).unwrap();
+                    prop_assert!(value.is_object());
+                }
+            }
+
+            #[test]
+            fn order_lines_in_array_form_are_refused_at_any_position(
+                lines in prop::collection::vec((1i64..1_000, 1i64..=1_000, any::<bool>()), 1..6),
+            ) {
+                let items: Vec<Value> = lines
+                    .iter()
+                    .map(|&(p, q, as_array)| {
+                        if as_array {
+                            serde_json::json!([p, q])
+                        } else {
+                            serde_json::json!({"productId": p, "quantity": q})
+                        }
+                    })
+                    .collect();
+                let raw = serde_json::json!({ "items": items }).to_string();
+                let parsed = parse_json::<PlaceOrderRequest>(raw.as_bytes());
+                match lines.iter().position(|l| l.2) {
+                    None => prop_assert!(parsed.is_ok()),
+                    Some(first) => match parsed {
+                        Err(ApiError::Shop(ShopError::Validation(fields))) => {
+                            prop_assert_eq!(&fields[0].field, &format!("items[{first}]"));
+                        }
+                        other => prop_assert!(false, "accepted {}: {:?}", raw, other),
+                    },
+                }
+            }
         }
     }
 }

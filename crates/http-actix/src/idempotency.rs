@@ -37,12 +37,19 @@ enum Outcome {
 }
 
 /// The answer to a successful change: `dto` as JSON with `status`.
+///
+/// A body that cannot be written (which the domain's range checks should make impossible) is
+/// answered as an internal error, never as a made-up body.
 pub fn json_answer<D: Serialize>(status: StatusCode, dto: &D) -> StoredResponse {
-    StoredResponse {
-        status: status.as_u16(),
-        content_type: "application/json".to_owned(),
-        // Every DTO is plain data with string keys: serialization cannot fail.
-        body: serde_json::to_vec(dto).unwrap_or_else(|_| b"{}".to_vec()),
+    match serde_json::to_vec(dto) {
+        Ok(body) => StoredResponse {
+            status: status.as_u16(),
+            content_type: "application/json".to_owned(),
+            body,
+        },
+        Err(e) => problem_answer(&ApiError::from(ShopError::Internal(format!(
+            "response body not serializable: {e}"
+        )))),
     }
 }
 

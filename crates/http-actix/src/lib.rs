@@ -16,7 +16,7 @@ mod openapi;
 mod rate_limit;
 
 pub use error::{ApiError, PROBLEM_JSON, Problem};
-pub use extract::MAX_BODY_BYTES;
+pub use extract::{BodyTimeout, MAX_BODY_BYTES};
 pub use idempotency::{HEADER as IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER};
 pub use middleware::{REQUEST_ID_HEADER, RequestId};
 pub use openapi::ApiDoc;
@@ -43,6 +43,8 @@ pub struct ApiState {
     pub metrics: PrometheusHandle,
     /// Per-user request budget, checked when the bearer token is resolved.
     pub rate_limiter: Arc<RateLimiter>,
+    /// How long a request body may take to arrive once its head has (`BODY_TIMEOUT_MS`).
+    pub body_timeout: BodyTimeout,
 }
 
 /// The complete application: routes plus the request-id / tracing / metrics middleware.
@@ -73,11 +75,13 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
 }
 
-/// Registers every route, the shared state and the body-size limit.
+/// Registers every route, the shared state, the body-size limit and the body timeout.
 pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
     use web::{get, patch, post};
+    let body_timeout = state.body_timeout;
     cfg.app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .app_data(body_timeout)
         .service(
             web::scope("/api/v1")
                 .service(resource("/users", "POST").route(post().to(users::sign_up)))

@@ -41,12 +41,18 @@ use utoipa::{Modify, OpenApi};
 pub struct ApiDoc;
 
 /// (method, path, codes) of every operation under `/api/v1`. 500 `INTERNAL` and 503
-/// `UNAVAILABLE` apply to all of them and are added without being listed.
+/// `UNAVAILABLE` apply to all of them and are added without being listed; 408
+/// `REQUEST_TIMEOUT` is listed on the operations that read a JSON body.
 pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
     (
         "post",
         "/api/v1/users",
-        &["VALIDATION_FAILED", "UNAUTHENTICATED", "FORBIDDEN"],
+        &[
+            "VALIDATION_FAILED",
+            "UNAUTHENTICATED",
+            "FORBIDDEN",
+            "REQUEST_TIMEOUT",
+        ],
     ),
     ("get", "/api/v1/users/me", &["UNAUTHENTICATED"]),
     (
@@ -65,6 +71,7 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "BALANCE_LIMIT_EXCEEDED",
             "IDEMPOTENCY_IN_PROGRESS",
             "IDEMPOTENCY_KEY_REUSED",
+            "REQUEST_TIMEOUT",
         ],
     ),
     (
@@ -80,7 +87,12 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
     (
         "post",
         "/api/v1/products",
-        &["VALIDATION_FAILED", "UNAUTHENTICATED", "FORBIDDEN"],
+        &[
+            "VALIDATION_FAILED",
+            "UNAUTHENTICATED",
+            "FORBIDDEN",
+            "REQUEST_TIMEOUT",
+        ],
     ),
     (
         "get",
@@ -100,6 +112,7 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "UNAUTHENTICATED",
             "FORBIDDEN",
             "NOT_FOUND",
+            "REQUEST_TIMEOUT",
         ],
     ),
     (
@@ -111,6 +124,7 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "FORBIDDEN",
             "NOT_FOUND",
             "OUT_OF_STOCK",
+            "REQUEST_TIMEOUT",
         ],
     ),
     (
@@ -126,7 +140,12 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
     (
         "post",
         "/api/v1/coupons",
-        &["VALIDATION_FAILED", "UNAUTHENTICATED", "FORBIDDEN"],
+        &[
+            "VALIDATION_FAILED",
+            "UNAUTHENTICATED",
+            "FORBIDDEN",
+            "REQUEST_TIMEOUT",
+        ],
     ),
     (
         "get",
@@ -167,6 +186,7 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "COUPON_NOT_APPLICABLE",
             "IDEMPOTENCY_IN_PROGRESS",
             "IDEMPOTENCY_KEY_REUSED",
+            "REQUEST_TIMEOUT",
         ],
     ),
     (
@@ -202,6 +222,7 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "ORDER_NOT_PAYABLE",
             "IDEMPOTENCY_IN_PROGRESS",
             "IDEMPOTENCY_KEY_REUSED",
+            "REQUEST_TIMEOUT",
         ],
     ),
     (
@@ -222,6 +243,7 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "UNAUTHENTICATED",
             "FORBIDDEN",
             "NOT_FOUND",
+            "OUTBOX_EVENT_NOT_FAILED",
         ],
     ),
 ];
@@ -233,6 +255,7 @@ fn status_of(code: &str) -> u16 {
         "UNAUTHENTICATED" => 401,
         "FORBIDDEN" => 403,
         "NOT_FOUND" => 404,
+        "REQUEST_TIMEOUT" => 408,
         "IDEMPOTENCY_KEY_REUSED" => 422,
         "RATE_LIMITED" => 429,
         "INTERNAL" => 500,

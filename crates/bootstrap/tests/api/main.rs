@@ -8,6 +8,7 @@ mod helpers;
 mod admin;
 mod concurrency;
 mod coupons;
+mod hostile;
 mod idempotency;
 mod ops;
 mod orders;

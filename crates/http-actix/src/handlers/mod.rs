@@ -12,8 +12,10 @@ pub mod users;
 pub mod wallet;
 
 use crate::error::ApiError;
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use application::ShopError;
 use application::idempotency::Render;
 use serde::Serialize;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 pub(crate) type ApiResult = Result<HttpResponse, ApiError>;
 
 pub(crate) fn ok<T: Serialize>(body: T) -> ApiResult {
-    Ok(HttpResponse::Ok().json(body))
+    json(HttpResponse::Ok(), &body)
 }
 
 /// How a change's result is answered: `to_dto` of it, as JSON with `status`.
@@ -30,4 +32,13 @@ pub(crate) fn answer<T, D: Serialize>(
     to_dto: impl Fn(&T) -> D + Send + Sync + 'static,
 ) -> Render<T> {
     Arc::new(move |value| crate::idempotency::json_answer(status, &to_dto(value)))
+}
+
+/// Serializes here rather than with `HttpResponseBuilder::json`, whose failure is a bare 500:
+/// a body that cannot be written (a stored instant no RFC 3339 string can express) answers
+/// 500 problem+json like every other internal error.
+fn json<T: Serialize>(mut builder: HttpResponseBuilder, body: &T) -> ApiResult {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ShopError::Internal(format!("response body not serializable: {e}")))?;
+    Ok(builder.content_type(ContentType::json()).body(bytes))
 }

@@ -5,7 +5,7 @@ use crate::ApiState;
 use crate::dto::{SignUpRequest, SignedUpDto, UserDto};
 use crate::extract::{Authenticated, JsonBody, MaybeAuthenticated, path_id};
 use crate::idempotency::change;
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, web};
 use application::users::SignedUp;
 use domain::UserId;
@@ -38,7 +38,7 @@ pub async fn sign_up(
         }
     });
     let caller = caller.0;
-    change(&req, caller, &raw, render, move |keyed| async move {
+    let mut response = change(&req, caller, &raw, render, move |keyed| async move {
         shop.sign_up(
             caller,
             &body.name,
@@ -47,7 +47,14 @@ pub async fn sign_up(
         )
         .await
     })
-    .await
+    .await?;
+    // The only copy of a credential: no cache may keep it, whether or not the request was
+    // authenticated (the envelope marks only those). A replay carries it too.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 /// The caller's profile.
