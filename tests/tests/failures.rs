@@ -2158,7 +2158,10 @@ fn broker_killed_and_restarted_during_payments_delivers_every_event_and_keeps_ea
     let db = Db::fresh();
     let broker_db = Db::fresh();
     broker_db.sql(&schema);
-    let mut broker = PrivateTansu::start_with(&bin, &broker_db.url);
+    // tansu's PostgreSQL client asks for TLS when the server offers it and then checks the
+    // certificate against the host; the scratch database is local, plain TCP will do.
+    let storage = format!("{}?sslmode=disable", broker_db.url);
+    let mut broker = PrivateTansu::start_with(&bin, &storage);
     let redis = Redis::shared();
     let platform = DataPlatform::always_ok();
     let shop = Env::new(&db, &redis)
@@ -2211,15 +2214,19 @@ fn broker_killed_and_restarted_during_payments_delivers_every_event_and_keeps_ea
             broker.kill_9();
             let killed_at = Instant::now();
             let at_kill = events();
+            // Down long enough that payments went on and the relay's publishes failed.
             eventually(
-                "payments while the broker is dead",
-                Duration::from_secs(20),
+                "payments and failed publishes while the broker is dead",
+                Duration::from_secs(30),
                 || {
                     let n = events();
-                    if n >= at_kill + 10 {
+                    let failed = db.int(
+                        "SELECT count(*) FROM outbox_events WHERE status = 'READY' AND attempts > 0",
+                    );
+                    if n >= at_kill + 10 && failed > 0 {
                         Ok(())
                     } else {
-                        Err(format!("{n} outbox rows"))
+                        Err(format!("{n} outbox rows, {failed} backing off"))
                     }
                 },
             );
