@@ -31,6 +31,10 @@ pub struct ShopConfig {
     /// Outbox relay: attempts before a row is FAILED, and the first backoff (doubled each time).
     pub outbox_max_attempts: i32,
     pub outbox_base_backoff: time::Duration,
+    /// How long a relay round holds the outbox rows it claimed. It publishes for at most half
+    /// of it; rows of a relay that died mid-round wait this long before another relay takes
+    /// them over.
+    pub outbox_lease: time::Duration,
 }
 
 impl Default for ShopConfig {
@@ -46,6 +50,7 @@ impl Default for ShopConfig {
             product_cache_ttl: std::time::Duration::from_secs(1),
             outbox_max_attempts: 10,
             outbox_base_backoff: time::Duration::milliseconds(500),
+            outbox_lease: time::Duration::seconds(30),
         }
     }
 }

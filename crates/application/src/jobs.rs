@@ -5,15 +5,22 @@
 use crate::orders::cancel_unpaid;
 use crate::support::retry_on_conflict;
 use crate::{Shop, ShopError};
-use domain::outbox::OutboxEvent;
+use domain::outbox::{OutboxEvent, OutboxOutcome};
 use std::collections::HashMap;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 /// The longest wait between two attempts of one outbox row.
 const MAX_BACKOFF: Duration = Duration::minutes(5);
 
-/// `base * 2^attempts`, capped at [`MAX_BACKOFF`]; `attempts` counts the failures before this
-/// one, so the first retry waits `base`.
+/// What one publish of a relay round came to.
+enum Published {
+    Yes,
+    /// The broker refused, failed or did not answer in time.
+    No(String),
+    /// Left for a later round: an older event of the same aggregate was not published first.
+    NotTried,
+}
+
 /// Groups claimed rows by aggregate, keeping each group in claim (id) order.
 fn by_aggregate(rows: &[OutboxEvent]) -> Vec<Vec<&OutboxEvent>> {
     let mut groups: Vec<Vec<&OutboxEvent>> = Vec::new();
@@ -34,6 +41,8 @@ fn by_aggregate(rows: &[OutboxEvent]) -> Vec<Vec<&OutboxEvent>> {
     groups
 }
 
+/// `base * 2^attempts`, capped at [`MAX_BACKOFF`]; `attempts` counts the failures before this
+/// one, so the first retry waits `base`.
 fn backoff(base: Duration, attempts: i32) -> Duration {
     let exponent = attempts.clamp(0, 30) as u32;
     let factor = 1i32.checked_shl(exponent).unwrap_or(i32::MAX);
@@ -43,82 +52,143 @@ fn backoff(base: Duration, attempts: i32) -> Duration {
 }
 
 impl Shop {
-    /// Publishes due READY outbox rows (claimed with skip-locked), marks them SENT, backs off
-    /// exponentially on failure, FAILED after `outbox_max_attempts` (ERROR log + metric).
-    /// Returns how many rows were published.
+    /// One relay round: claims up to `batch` due READY outbox rows under a lease, publishes
+    /// them, and records the outcomes: SENT, or a retry after an exponential backoff, or
+    /// FAILED after `outbox_max_attempts` (ERROR log + metric). Returns how many rows were
+    /// published.
     ///
-    /// Delivery is at least once: if the marks cannot be committed, the rows stay READY and
-    /// are published again by a later run; consumers de-duplicate on the event id.
+    /// No transaction is open while the broker is waited on: the claim and the outcomes are
+    /// each one short transaction, and the lease (`outbox_lease`) keeps other relays off the
+    /// rows in between. The round stops publishing at half its lease, so that its outcomes are
+    /// recorded while the rows are still its own; a relay that stalls beyond its lease loses
+    /// the rows to the next claim and its outcomes are then ignored.
+    ///
+    /// Delivery is at least once: a row whose outcome is not recorded (the relay died, or the
+    /// outcomes could not be committed) stays READY and is published again once its lease
+    /// expires; consumers de-duplicate on the event id.
     pub async fn relay_outbox_once(&self, batch: u32) -> Result<usize, ShopError> {
-        let now = self.now();
-        let mut tx = self.ports.store.begin().await?;
-        let due = tx.outbox().claim_ready(now, batch).await?;
+        let lease = self.config.outbox_lease;
+        let claimed_at = self.now();
+        let claim = {
+            let mut tx = self.ports.store.begin().await?;
+            let claim = tx
+                .outbox()
+                .claim_ready(claimed_at, claimed_at + lease, batch)
+                .await?;
+            tx.commit().await?;
+            claim
+        };
+        if claim.events.is_empty() {
+            return Ok(0);
+        }
+        let deadline = tokio::time::Instant::now() + (lease / 2_i32).unsigned_abs();
         // One aggregate's events go out in id order, one after the other (Kafka key = order id
         // keeps that order downstream); different aggregates are published concurrently, so a
         // batch costs about one broker round trip per event of the busiest aggregate instead of
         // one per row.
-        let outcomes = futures::future::join_all(
-            by_aggregate(&due)
+        let published = futures::future::join_all(
+            by_aggregate(&claim.events)
                 .into_iter()
-                .map(|rows| self.publish_in_order(rows)),
+                .map(|rows| self.publish_in_order(rows, deadline)),
         )
         .await;
+
+        let now = self.now();
         let mut sent = 0;
-        for (row, outcome) in outcomes.into_iter().flatten() {
-            let event_type = row.envelope.event_type.as_str();
-            match outcome {
-                Ok(()) => {
-                    tx.outbox().mark_sent(row.id, now).await?;
-                    metrics::counter!("outbox_published_total", "event_type" => event_type)
-                        .increment(1);
+        let mut outcomes = Vec::with_capacity(claim.events.len());
+        for (row, result) in published.into_iter().flatten() {
+            let outcome = match result {
+                Published::Yes => {
                     sent += 1;
+                    OutboxOutcome::Sent
                 }
-                Err(error) => {
-                    let attempts = row.attempts.saturating_add(1);
-                    if attempts >= self.config.outbox_max_attempts {
-                        tx.outbox().mark_failed(row.id, &error).await?;
-                        metrics::counter!("outbox_failed_total", "event_type" => event_type)
-                            .increment(1);
-                        tracing::error!(
-                            outbox = %row.id, event_id = %row.envelope.event_id, event_type,
-                            attempts, %error,
-                            "outbox event FAILED after its retry budget; an admin must re-drive it"
-                        );
-                    } else {
-                        let next = now + backoff(self.config.outbox_base_backoff, row.attempts);
-                        tx.outbox().mark_retry(row.id, &error, next).await?;
-                        tracing::warn!(
-                            outbox = %row.id, event_type, attempts, %error, next_attempt_at = %next,
-                            "outbox publish failed, backing off"
-                        );
-                    }
-                }
-            }
+                Published::NotTried => OutboxOutcome::Untried,
+                Published::No(error) => self.after_failed_publish(row, error, now),
+            };
+            outcomes.push((row.id, outcome));
         }
-        tx.commit().await?;
+        let settled = {
+            let mut tx = self.ports.store.begin().await?;
+            let settled = tx.outbox().settle(claim.lease, now, &outcomes).await?;
+            tx.commit().await?;
+            settled
+        };
+        if settled < outcomes.len() {
+            // Another relay claimed these rows after this round's lease ran out; its outcome
+            // stands, and these rows were (or will be) published again: at least once.
+            metrics::counter!("outbox_lease_lost_total")
+                .increment((outcomes.len() - settled) as u64);
+            tracing::warn!(
+                claimed = outcomes.len(), settled, lease = ?lease,
+                "outbox relay round outlived its lease; rows taken over by another relay"
+            );
+        }
         Ok(sent)
     }
 
-    /// Publishes one aggregate's rows in order and stops at the first failure: the rows after
-    /// it are left untouched (still READY, no attempt counted), so a later event of an order can
-    /// never overtake an earlier one.
+    /// The outcome of a failed publish: a retry after a backoff, or FAILED once the retry
+    /// budget is spent.
+    fn after_failed_publish(
+        &self,
+        row: &OutboxEvent,
+        error: String,
+        now: OffsetDateTime,
+    ) -> OutboxOutcome {
+        let event_type = row.envelope.event_type.as_str();
+        let attempts = row.attempts.saturating_add(1);
+        if attempts >= self.config.outbox_max_attempts {
+            metrics::counter!("outbox_failed_total", "event_type" => event_type).increment(1);
+            tracing::error!(
+                outbox = %row.id, event_id = %row.envelope.event_id, event_type,
+                attempts, %error,
+                "outbox event FAILED after its retry budget; an admin must re-drive it"
+            );
+            OutboxOutcome::Failed { error }
+        } else {
+            let next = now + backoff(self.config.outbox_base_backoff, row.attempts);
+            tracing::warn!(
+                outbox = %row.id, event_type, attempts, %error, next_attempt_at = %next,
+                "outbox publish failed, backing off"
+            );
+            OutboxOutcome::Retry {
+                error,
+                next_attempt_at: next,
+            }
+        }
+    }
+
+    /// Publishes one aggregate's rows in order and stops at the first failure, or when
+    /// `deadline` passes: the rows after it are not tried (released as they were, no attempt
+    /// counted), so a later event of an order can never overtake an earlier one.
     async fn publish_in_order<'a>(
         &self,
         rows: Vec<&'a OutboxEvent>,
-    ) -> Vec<(&'a OutboxEvent, Result<(), String>)> {
+        deadline: tokio::time::Instant,
+    ) -> Vec<(&'a OutboxEvent, Published)> {
         let mut outcomes = Vec::with_capacity(rows.len());
+        let mut stopped = false;
         for row in rows {
-            let outcome = self
-                .ports
-                .publisher
-                .publish(row.topic(), &row.envelope)
-                .await
-                .map_err(|e| e.to_string());
-            let failed = outcome.is_err();
-            outcomes.push((row, outcome));
-            if failed {
-                break;
+            if stopped {
+                outcomes.push((row, Published::NotTried));
+                continue;
             }
+            let publish = self.ports.publisher.publish(row.topic(), &row.envelope);
+            let outcome = match tokio::time::timeout_at(deadline, publish).await {
+                Ok(Ok(())) => {
+                    metrics::counter!(
+                        "outbox_published_total",
+                        "event_type" => row.envelope.event_type.as_str()
+                    )
+                    .increment(1);
+                    Published::Yes
+                }
+                Ok(Err(e)) => Published::No(e.to_string()),
+                Err(_) => Published::No(
+                    "no answer from the broker before the relay round's deadline".to_owned(),
+                ),
+            };
+            stopped = !matches!(outcome, Published::Yes);
+            outcomes.push((row, outcome));
         }
         outcomes
     }

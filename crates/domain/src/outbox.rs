@@ -103,3 +103,38 @@ impl OutboxEvent {
         self.envelope.event_type.default_topic()
     }
 }
+
+/// The token of one relay's claim on outbox rows. While the claim's lease runs, no other relay
+/// claims those rows; the relay records its outcomes under this token, so that a relay whose
+/// lease ran out (and whose rows another relay claimed meanwhile) cannot overwrite the new
+/// owner's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutboxLease(pub i64);
+
+/// What one relay round claimed: the rows, oldest first, held by `lease` until `until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxClaim {
+    pub lease: OutboxLease,
+    /// After this instant the rows are claimable again (their relay is presumed dead).
+    pub until: OffsetDateTime,
+    pub events: Vec<OutboxEvent>,
+}
+
+/// What became of one claimed row in its relay round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxOutcome {
+    /// Published: SENT.
+    Sent,
+    /// The publish failed: one more attempt counted, the error kept, due again at
+    /// `next_attempt_at`, still READY.
+    Retry {
+        error: String,
+        next_attempt_at: OffsetDateTime,
+    },
+    /// The publish failed and the retry budget is spent: one more attempt counted, the error
+    /// kept, FAILED (an admin re-drives it).
+    Failed { error: String },
+    /// Not tried (an older event of its aggregate failed first, or the round ran out of time):
+    /// released as it was, no attempt counted, claimable again at once.
+    Untried,
+}

@@ -163,6 +163,8 @@ diesel::table! {
         next_attempt_at -> Timestamptz,
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
+        lease_token -> Nullable<BigInt>,
+        lease_until -> Nullable<Timestamptz>,
     }
 }
 

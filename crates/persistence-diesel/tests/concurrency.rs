@@ -564,6 +564,9 @@ fn envelope(n: usize) -> EventEnvelope {
     }
 }
 
+/// How long the outbox claims of these races last.
+const LEASE: time::Duration = time::Duration::seconds(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_open_transactions_never_claim_the_same_outbox_rows() {
     let db = racing_db().await;
@@ -573,51 +576,106 @@ async fn two_open_transactions_never_claim_the_same_outbox_rows() {
     }
     tx.commit().await.unwrap();
 
+    // Two claim statements whose transactions are both still open: the row locks keep them
+    // apart until the leases are committed.
     let mut first = db.store.begin().await.unwrap();
     let mut second = db.store.begin().await.unwrap();
-    let a: HashSet<_> = first
+    let a = first
         .outbox()
-        .claim_ready(NOW, 25)
+        .claim_ready(NOW, NOW + LEASE, 25)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    let b: HashSet<_> = second
+        .unwrap();
+    let b = second
         .outbox()
-        .claim_ready(NOW, 25)
+        .claim_ready(NOW, NOW + LEASE, 25)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!((a.len(), b.len()), (25, 15));
-    assert!(a.is_disjoint(&b));
-    // Committed, not dropped: a dropped transaction releases its row locks only when its
-    // background ROLLBACK lands, and the racers below must see every row.
+        .unwrap();
+    let a_ids: HashSet<_> = a.events.iter().map(|e| e.id).collect();
+    let b_ids: HashSet<_> = b.events.iter().map(|e| e.id).collect();
+    assert_eq!((a_ids.len(), b_ids.len()), (25, 15));
+    assert!(a_ids.is_disjoint(&b_ids));
+    assert_ne!(a.lease, b.lease);
     first.commit().await.unwrap();
     second.commit().await.unwrap();
+    // Committed, the leases keep every row off a third claim.
+    let mut third = db.store.begin().await.unwrap();
+    let c = third
+        .outbox()
+        .claim_ready(NOW, NOW + LEASE, 40)
+        .await
+        .unwrap();
+    assert!(c.events.is_empty());
+    third.commit().await.unwrap();
+}
 
-    // Four relays draining the outbox at once publish every row exactly once.
-    let results = race(&db.store, 4, move |store, _| async move {
+/// Relays as the service runs them: claim (committed at once), publish with no transaction
+/// open, settle in a second transaction. Eight of them at once over 200 rows of 50 orders:
+/// no row is ever claimed by two of them, every row is published exactly once, and each
+/// order's events are published in id order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relays_racing_with_leases_publish_each_row_once_and_each_order_in_order() {
+    let db = racing_db().await;
+    let mut tx = db.store.begin().await.unwrap();
+    for n in 0..200 {
+        let mut event = envelope(n);
+        event.aggregate_id = format!("order-{}", n % 50);
+        tx.outbox().append(event, NOW).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    static PUBLISHED: AtomicUsize = AtomicUsize::new(0);
+    static SETTLED: AtomicUsize = AtomicUsize::new(0);
+    let results = race(&db.store, 8, move |store, _| async move {
+        // (order, row id, publish sequence number) of every row this relay published.
         let mut published = Vec::new();
-        loop {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while SETTLED.load(Ordering::SeqCst) < 200 {
+            assert!(std::time::Instant::now() < deadline, "the outbox drains");
             let mut tx = store.begin().await.unwrap();
-            let batch = tx.outbox().claim_ready(NOW, 3).await.unwrap();
-            if batch.is_empty() {
-                return published;
-            }
-            for event in batch {
-                tx.outbox().mark_sent(event.id, NOW).await.unwrap();
-                published.push(event.id);
-            }
+            let claim = tx.outbox().claim_ready(NOW, NOW + LEASE, 7).await.unwrap();
             tx.commit().await.unwrap();
+            if claim.events.is_empty() {
+                // Rows may be waiting behind another relay's lease: look again shortly.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            let mut outcomes = Vec::new();
+            for event in &claim.events {
+                published.push((
+                    event.envelope.aggregate_id.clone(),
+                    event.id,
+                    PUBLISHED.fetch_add(1, Ordering::SeqCst),
+                ));
+                outcomes.push((event.id, domain::outbox::OutboxOutcome::Sent));
+                tokio::task::yield_now().await;
+            }
+            let mut tx = store.begin().await.unwrap();
+            let settled = tx
+                .outbox()
+                .settle(claim.lease, NOW, &outcomes)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(settled, outcomes.len(), "no lease expires in this race");
+            SETTLED.fetch_add(settled, Ordering::SeqCst);
         }
+        published
     })
     .await;
     let all: Vec<_> = results.into_iter().flatten().collect();
-    let unique: HashSet<_> = all.iter().copied().collect();
-    assert_eq!((all.len(), unique.len()), (40, 40));
+    let unique: HashSet<_> = all.iter().map(|(_, id, _)| *id).collect();
+    assert_eq!((all.len(), unique.len()), (200, 200));
+    let mut by_order: HashMap<&str, Vec<(usize, domain::OutboxId)>> = HashMap::new();
+    for (order, id, seq) in &all {
+        by_order.entry(order).or_default().push((*seq, *id));
+    }
+    for (order, mut rows) in by_order {
+        rows.sort_unstable();
+        let ids: Vec<_> = rows.iter().map(|(_, id)| *id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert_eq!(ids, sorted, "{order} published out of order");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -326,26 +326,39 @@ pub trait OutboxRepository: Send {
         at: OffsetDateTime,
     ) -> Result<OutboxEvent, RepoError>;
 
-    /// Claims up to `limit` READY rows due at `now`, oldest first, skipping rows another
-    /// transaction holds (so several relays never publish one row at once).
+    /// Claims up to `limit` READY rows due at `now`, oldest first, under a new lease that lasts
+    /// until `lease_until`. Meant to be the only statement of a short transaction that commits
+    /// at once: the lease, not a row lock, keeps other relays off the rows while they are
+    /// published, so nothing waits on the broker inside a transaction.
     ///
+    /// MUST give each claim that returns rows a lease token no earlier claim had.
+    /// MUST NOT return a row whose lease (another claim's) has not expired at `now`, so several
+    /// relays never publish one row at once; a row whose lease has expired (its relay died or
+    /// stalled mid-publish) MUST be claimable again.
     /// MUST NOT return a row while an older READY row of the same aggregate is still waiting
-    /// (backing off, or held by another relay): one order's events are published in order.
+    /// (backing off, or leased by another relay): one order's events are published in order.
     async fn claim_ready(
         &mut self,
         now: OffsetDateTime,
+        lease_until: OffsetDateTime,
         limit: u32,
-    ) -> Result<Vec<OutboxEvent>, RepoError>;
-    async fn mark_sent(&mut self, id: OutboxId, at: OffsetDateTime) -> Result<(), RepoError>;
-    /// Counts an attempt, records the error and reschedules the row (still READY).
-    async fn mark_retry(
+    ) -> Result<crate::outbox::OutboxClaim, RepoError>;
+    /// Records each row's outcome of a relay round and ends its lease (`Sent` rows are SENT
+    /// at `now`); returns how many rows it changed.
+    ///
+    /// A row stays held by the last lease that claimed it until it is settled; expiry only
+    /// makes it claimable by another lease. So a relay past its lease whose rows nobody took
+    /// over still records its outcomes.
+    ///
+    /// MUST change nothing for a row that `lease` does not hold (claimed since by another
+    /// relay after this lease expired, already settled, or never claimed by it): a relay that
+    /// outlived its lease never overwrites the new owner's outcome.
+    async fn settle(
         &mut self,
-        id: OutboxId,
-        error: &str,
-        next_attempt_at: OffsetDateTime,
-    ) -> Result<(), RepoError>;
-    /// Counts an attempt and gives up: FAILED, for an admin to re-drive.
-    async fn mark_failed(&mut self, id: OutboxId, error: &str) -> Result<(), RepoError>;
+        lease: crate::outbox::OutboxLease,
+        now: OffsetDateTime,
+        outcomes: &[(OutboxId, crate::outbox::OutboxOutcome)],
+    ) -> Result<usize, RepoError>;
     /// Newest first, optionally of one status.
     async fn list(
         &mut self,

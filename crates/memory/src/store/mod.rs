@@ -18,8 +18,8 @@
 //!   refuses writes with `RepoError::Internal`, because a write through it is a bug.
 //!
 //! Caveats of the single lock: a use case that awaits slow I/O while holding a transaction
-//! (for example the outbox relay publishing to a real Kafka inside its transaction) stalls
-//! every other request for that long; with the in-process bus that wait is nil. And a task that
+//! stalls every other request for that long (the outbox relay does not: it publishes between
+//! its claim and its outcomes, with no transaction open). And a task that
 //! opens a second transaction while holding one would wait for itself: `begin`/`read` give up
 //! after a timeout ([`DEFAULT_LOCK_TIMEOUT`]) with `RepoError::Unavailable` instead of hanging.
 
@@ -85,6 +85,8 @@ struct Sequences {
     orders: i64,
     payments: i64,
     outbox: i64,
+    /// Outbox lease tokens: one per claim.
+    outbox_leases: i64,
 }
 
 impl Sequences {

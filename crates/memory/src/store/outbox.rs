@@ -1,13 +1,15 @@
 //! The transactional outbox: events written with the change they tell about.
 //!
-//! Invariant: `by_status` holds every row id exactly once, under its current status, so the
+//! Invariants: `by_status` holds every row id exactly once, under its current status, so the
 //! relay reads READY rows (oldest first) and the admin lists one status without scanning the
-//! SENT history.
+//! SENT history. `leases` holds only READY rows: settling a row ends its lease.
 
 use super::{MemoryTx, Sequences, before, newest_first};
 use async_trait::async_trait;
 use domain::OutboxId;
-use domain::outbox::{EventEnvelope, OutboxEvent, OutboxStatus};
+use domain::outbox::{
+    EventEnvelope, OutboxClaim, OutboxEvent, OutboxLease, OutboxOutcome, OutboxStatus,
+};
 use domain::page::{CursorPage, Slice};
 use domain::ports::{OutboxRepository, OutboxRetry, RepoError};
 use std::collections::HashSet;
@@ -25,6 +27,9 @@ const STATUSES: [OutboxStatus; 3] = [
 pub(super) struct OutboxTable {
     rows: BTreeMap<OutboxId, OutboxEvent>,
     by_status: HashMap<OutboxStatus, BTreeSet<OutboxId>>,
+    /// Leased rows: the lease of their last claim and when it expires. A row stays here until
+    /// it is settled, expired or not (expiry only lets another claim take it over).
+    leases: HashMap<OutboxId, (OutboxLease, OffsetDateTime)>,
 }
 
 impl OutboxTable {
@@ -55,6 +60,19 @@ impl OutboxTable {
         if let Some(old) = self.rows.remove(&id) {
             self.unindex(old.status, id);
         }
+        self.leases.remove(&id);
+    }
+
+    /// Sets or clears the lease of row `id`; returns the previous one.
+    fn set_lease(
+        &mut self,
+        id: OutboxId,
+        lease: Option<(OutboxLease, OffsetDateTime)>,
+    ) -> Option<(OutboxLease, OffsetDateTime)> {
+        match lease {
+            Some(lease) => self.leases.insert(id, lease),
+            None => self.leases.remove(&id),
+        }
     }
 }
 
@@ -78,6 +96,19 @@ impl MemoryTx {
             });
         }
         Ok(updated)
+    }
+
+    /// Sets or clears the lease of row `id` and registers its undo.
+    fn lease_outbox(
+        &mut self,
+        id: OutboxId,
+        lease: Option<(OutboxLease, OffsetDateTime)>,
+    ) -> Result<(), RepoError> {
+        let previous = self.state_mut()?.outbox.set_lease(id, lease);
+        self.on_rollback(move |s| {
+            s.outbox.set_lease(id, previous);
+        });
+        Ok(())
     }
 }
 
@@ -108,66 +139,98 @@ impl OutboxRepository for MemoryTx {
     async fn claim_ready(
         &mut self,
         now: OffsetDateTime,
+        lease_until: OffsetDateTime,
         limit: u32,
-    ) -> Result<Vec<OutboxEvent>, RepoError> {
-        // The whole store is locked by this transaction: every due row is "claimed" by it.
-        let table = &self.state().outbox;
-        let Some(ready) = table.by_status.get(&OutboxStatus::Ready) else {
-            return Ok(Vec::new());
-        };
-        // Walk READY rows oldest first; an aggregate whose oldest READY row is not due yet is
-        // blocked for the rest of the walk, so its later events cannot overtake it.
-        let mut blocked: HashSet<(&str, &str)> = HashSet::new();
-        let mut claimed = Vec::new();
-        for row in ready.iter().filter_map(|id| table.rows.get(id)) {
-            if claimed.len() >= limit as usize {
-                break;
-            }
-            let aggregate = (
-                row.envelope.aggregate_type.as_str(),
-                row.envelope.aggregate_id.as_str(),
-            );
-            if blocked.contains(&aggregate) {
-                continue;
-            }
-            if row.next_attempt_at <= now {
-                claimed.push(row.clone());
-            } else {
-                blocked.insert(aggregate);
+    ) -> Result<OutboxClaim, RepoError> {
+        let state = self.state_mut()?;
+        // From a sequence, not rolled back: a token is never handed out twice.
+        let lease = OutboxLease(Sequences::next(&mut state.seq.outbox_leases));
+        let table = &state.outbox;
+        let mut events = Vec::new();
+        if let Some(ready) = table.by_status.get(&OutboxStatus::Ready) {
+            // Walk READY rows oldest first; an aggregate whose oldest READY row is not
+            // claimable (not due yet, or leased by another relay) is blocked for the rest of
+            // the walk, so its later events cannot overtake it.
+            let mut blocked: HashSet<(&str, &str)> = HashSet::new();
+            for row in ready.iter().filter_map(|id| table.rows.get(id)) {
+                if events.len() >= limit as usize {
+                    break;
+                }
+                let aggregate = (
+                    row.envelope.aggregate_type.as_str(),
+                    row.envelope.aggregate_id.as_str(),
+                );
+                if blocked.contains(&aggregate) {
+                    continue;
+                }
+                let leased = table
+                    .leases
+                    .get(&row.id)
+                    .is_some_and(|(_, until)| *until > now);
+                if row.next_attempt_at <= now && !leased {
+                    events.push(row.clone());
+                } else {
+                    blocked.insert(aggregate);
+                }
             }
         }
-        Ok(claimed)
-    }
-
-    async fn mark_sent(&mut self, id: OutboxId, at: OffsetDateTime) -> Result<(), RepoError> {
-        self.update_outbox(id, |row| {
-            row.status = OutboxStatus::Sent;
-            row.sent_at = Some(at);
+        for row in &events {
+            self.lease_outbox(row.id, Some((lease, lease_until)))?;
+        }
+        Ok(OutboxClaim {
+            lease,
+            until: lease_until,
+            events,
         })
-        .map(drop)
     }
 
-    async fn mark_retry(
+    async fn settle(
         &mut self,
-        id: OutboxId,
-        error: &str,
-        next_attempt_at: OffsetDateTime,
-    ) -> Result<(), RepoError> {
-        self.update_outbox(id, |row| {
-            row.attempts += 1;
-            row.last_error = Some(error.to_owned());
-            row.next_attempt_at = next_attempt_at;
-        })
-        .map(drop)
-    }
-
-    async fn mark_failed(&mut self, id: OutboxId, error: &str) -> Result<(), RepoError> {
-        self.update_outbox(id, |row| {
-            row.attempts += 1;
-            row.last_error = Some(error.to_owned());
-            row.status = OutboxStatus::Failed;
-        })
-        .map(drop)
+        lease: OutboxLease,
+        now: OffsetDateTime,
+        outcomes: &[(OutboxId, OutboxOutcome)],
+    ) -> Result<usize, RepoError> {
+        let mut settled = 0;
+        for (id, outcome) in outcomes {
+            let held = self
+                .state()
+                .outbox
+                .leases
+                .get(id)
+                .is_some_and(|(holder, _)| *holder == lease);
+            if !held {
+                continue;
+            }
+            match outcome {
+                OutboxOutcome::Sent => {
+                    self.update_outbox(*id, |row| {
+                        row.status = OutboxStatus::Sent;
+                        row.sent_at = Some(now);
+                    })?;
+                }
+                OutboxOutcome::Retry {
+                    error,
+                    next_attempt_at,
+                } => {
+                    self.update_outbox(*id, |row| {
+                        row.attempts += 1;
+                        row.last_error = Some(error.clone());
+                        row.next_attempt_at = *next_attempt_at;
+                    })?;
+                }
+                OutboxOutcome::Failed { error } => {
+                    self.update_outbox(*id, |row| {
+                        row.attempts += 1;
+                        row.last_error = Some(error.clone());
+                        row.status = OutboxStatus::Failed;
+                    })?;
+                }
+                OutboxOutcome::Untried => {}
+            }
+            self.lease_outbox(*id, None)?;
+            settled += 1;
+        }
+        Ok(settled)
     }
 
     async fn list(

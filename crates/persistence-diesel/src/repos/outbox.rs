@@ -3,10 +3,12 @@ use crate::PgTransaction;
 use crate::schema::outbox_events as outbox;
 use async_trait::async_trait;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use domain::OutboxId;
-use domain::outbox::{EventEnvelope, EventType, OutboxEvent, OutboxStatus};
+use domain::outbox::{
+    EventEnvelope, EventType, OutboxClaim, OutboxEvent, OutboxLease, OutboxOutcome, OutboxStatus,
+};
 use domain::page::{CursorPage, Slice};
 use domain::ports::{OutboxRepository, OutboxRetry, RepoError};
 use time::OffsetDateTime;
@@ -53,37 +55,66 @@ impl OutboxRow {
     }
 }
 
-/// Locks up to `$2` due READY rows, oldest first, skipping rows another relay holds; then
-/// keeps only those with no older READY row of the same aggregate outside this claim. Such an
-/// older row is either backing off or held by another relay, and publishing the newer one now
-/// could overtake it. The rows left out stay locked until this transaction ends (other relays
-/// skip them too) and are reconsidered on the next claim.
+/// Leases up to `$2` READY rows due at `$1` whose lease is absent or expired, oldest first,
+/// until `$3`, all under one new token. `candidates` locks them (skipping rows another claim is
+/// locking this very moment) only until this statement's transaction commits, right after.
+/// `claimable` then keeps only the candidates with no older READY row of the same aggregate
+/// outside the candidates: such an older row is backing off, leased by another relay, or being
+/// claimed by one, and publishing the newer row now could overtake it. If a candidate is left
+/// out, so is every newer candidate of its aggregate (the same older row is older than them
+/// too). Rows left out get no lease and are reconsidered on the next claim.
+///
+/// The token comes from a sequence, once per statement (a CTE with a volatile function is
+/// evaluated once), so no two claims ever share it.
 const CLAIM_READY: &str = "\
-WITH claimed AS (
-    SELECT id FROM outbox_events
+WITH lease AS (
+    SELECT nextval('outbox_lease_token_seq') AS token
+), candidates AS (
+    SELECT id, aggregate_type, aggregate_id FROM outbox_events
     WHERE status = 'READY' AND next_attempt_at <= $1
+      AND (lease_until IS NULL OR lease_until <= $1)
     ORDER BY id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+), claimable AS (
+    SELECT c.id FROM candidates c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM outbox_events older
+        WHERE older.status = 'READY'
+          AND older.aggregate_id = c.aggregate_id
+          AND older.aggregate_type = c.aggregate_type
+          AND older.id < c.id
+          AND older.id NOT IN (SELECT id FROM candidates)
+    )
 )
-SELECT o.* FROM outbox_events o
-JOIN claimed c ON c.id = o.id
-WHERE NOT EXISTS (
-    SELECT 1 FROM outbox_events older
-    WHERE older.status = 'READY'
-      AND older.aggregate_id = o.aggregate_id
-      AND older.aggregate_type = o.aggregate_type
-      AND older.id < o.id
-      AND older.id NOT IN (SELECT id FROM claimed)
-)
-ORDER BY o.id";
+UPDATE outbox_events o
+SET lease_token = (SELECT token FROM lease), lease_until = $3
+FROM claimable c
+WHERE o.id = c.id
+RETURNING o.*";
 
-/// A bookkeeping update of a row the relay claimed: the row must exist.
-fn expect_one(updated: usize, id: OutboxId) -> Result<(), RepoError> {
-    match updated {
-        1 => Ok(()),
-        _ => Err(RepoError::Internal(format!("no outbox row {id}"))),
-    }
+/// Records the failed publishes of one round, each with its own error and, for a retry, its
+/// next attempt (`NULL`: the retry budget is spent, FAILED), in one statement; only rows the
+/// lease `$1` still holds.
+const SETTLE_FAILURES: &str = "\
+UPDATE outbox_events o
+SET attempts = o.attempts + 1,
+    last_error = f.error,
+    status = CASE WHEN f.next_attempt_at IS NULL THEN 'FAILED' ELSE 'READY' END,
+    next_attempt_at = COALESCE(f.next_attempt_at, o.next_attempt_at),
+    lease_token = NULL,
+    lease_until = NULL
+FROM unnest($2::bigint[], $3::text[], $4::timestamptz[]) AS f(id, error, next_attempt_at)
+WHERE o.id = f.id AND o.lease_token = $1";
+
+/// A row returned by the claim, with the lease it was given.
+#[derive(QueryableByName)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct ClaimedRow {
+    #[diesel(embed)]
+    event: OutboxRow,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    lease_token: Option<i64>,
 }
 
 fn rows_into_domain(rows: Vec<OutboxRow>) -> Result<Vec<OutboxEvent>, RepoError> {
@@ -119,58 +150,111 @@ impl OutboxRepository for PgTransaction {
     async fn claim_ready(
         &mut self,
         now: OffsetDateTime,
+        lease_until: OffsetDateTime,
         limit: u32,
-    ) -> Result<Vec<OutboxEvent>, RepoError> {
+    ) -> Result<OutboxClaim, RepoError> {
         let conn = self.conn()?;
         let rows = diesel::sql_query(CLAIM_READY)
             .bind::<Timestamptz, _>(now)
             .bind::<BigInt, _>(i64::from(limit))
-            .load::<OutboxRow>(conn)
+            .bind::<Timestamptz, _>(lease_until)
+            .load::<ClaimedRow>(conn)
             .await;
-        rows_into_domain(self.check(rows)?)
+        let mut rows = self.check(rows)?;
+        // RETURNING follows no ORDER BY: oldest first is restored here.
+        rows.sort_unstable_by_key(|claimed| claimed.event.id);
+        let lease = match rows.as_slice() {
+            [first, ..] => OutboxLease(
+                first
+                    .lease_token
+                    .ok_or_else(|| corrupt("outbox lease", "none on a claimed row"))?,
+            ),
+            // Nothing claimed: a token no claim gets (the sequence starts at 1), which
+            // settles nothing.
+            [] => OutboxLease(0),
+        };
+        let events = rows
+            .into_iter()
+            .map(|claimed| claimed.event.into_domain())
+            .collect::<Result<_, _>>()?;
+        Ok(OutboxClaim {
+            lease,
+            until: lease_until,
+            events,
+        })
     }
 
-    async fn mark_sent(&mut self, id: OutboxId, at: OffsetDateTime) -> Result<(), RepoError> {
-        let conn = self.conn()?;
-        let updated = diesel::update(outbox::table.find(id.0))
-            .set((
-                outbox::status.eq(OutboxStatus::Sent.as_str()),
-                outbox::sent_at.eq(Some(at)),
-            ))
-            .execute(conn)
-            .await;
-        expect_one(self.check(updated)?, id)
-    }
-
-    async fn mark_retry(
+    async fn settle(
         &mut self,
-        id: OutboxId,
-        error: &str,
-        next_attempt_at: OffsetDateTime,
-    ) -> Result<(), RepoError> {
-        let conn = self.conn()?;
-        let updated = diesel::update(outbox::table.find(id.0))
-            .set((
-                outbox::attempts.eq(outbox::attempts + 1),
-                outbox::last_error.eq(Some(error)),
-                outbox::next_attempt_at.eq(next_attempt_at),
-            ))
-            .execute(conn)
-            .await;
-        expect_one(self.check(updated)?, id)
-    }
-
-    async fn mark_failed(&mut self, id: OutboxId, error: &str) -> Result<(), RepoError> {
-        let conn = self.conn()?;
-        let updated = diesel::update(outbox::table.find(id.0))
-            .set((
-                outbox::status.eq(OutboxStatus::Failed.as_str()),
-                outbox::attempts.eq(outbox::attempts + 1),
-                outbox::last_error.eq(Some(error)),
-            ))
-            .execute(conn)
-            .await;
-        expect_one(self.check(updated)?, id)
+        lease: OutboxLease,
+        now: OffsetDateTime,
+        outcomes: &[(OutboxId, OutboxOutcome)],
+    ) -> Result<usize, RepoError> {
+        let mut sent = Vec::new();
+        let mut untried = Vec::new();
+        let (mut failed, mut errors, mut next_attempts) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, outcome) in outcomes {
+            match outcome {
+                OutboxOutcome::Sent => sent.push(id.0),
+                OutboxOutcome::Untried => untried.push(id.0),
+                OutboxOutcome::Retry {
+                    error,
+                    next_attempt_at,
+                } => {
+                    failed.push(id.0);
+                    errors.push(error.as_str());
+                    next_attempts.push(Some(*next_attempt_at));
+                }
+                OutboxOutcome::Failed { error } => {
+                    failed.push(id.0);
+                    errors.push(error.as_str());
+                    next_attempts.push(None);
+                }
+            }
+        }
+        // At most one statement per kind; `lease_token = $lease` in each is what keeps a relay
+        // that outlived its lease off rows another relay has claimed since.
+        let mut settled = 0;
+        if !sent.is_empty() {
+            let conn = self.conn()?;
+            let updated = diesel::update(outbox::table)
+                .filter(outbox::id.eq_any(&sent))
+                .filter(outbox::lease_token.eq(lease.0))
+                .set((
+                    outbox::status.eq(OutboxStatus::Sent.as_str()),
+                    outbox::sent_at.eq(Some(now)),
+                    outbox::lease_token.eq(None::<i64>),
+                    outbox::lease_until.eq(None::<OffsetDateTime>),
+                ))
+                .execute(conn)
+                .await;
+            settled += self.check(updated)?;
+        }
+        if !failed.is_empty() {
+            let conn = self.conn()?;
+            let updated = diesel::sql_query(SETTLE_FAILURES)
+                .bind::<BigInt, _>(lease.0)
+                .bind::<Array<BigInt>, _>(&failed)
+                .bind::<Array<Text>, _>(&errors)
+                .bind::<Array<Nullable<Timestamptz>>, _>(&next_attempts)
+                .execute(conn)
+                .await;
+            settled += self.check(updated)?;
+        }
+        if !untried.is_empty() {
+            let conn = self.conn()?;
+            let updated = diesel::update(outbox::table)
+                .filter(outbox::id.eq_any(&untried))
+                .filter(outbox::lease_token.eq(lease.0))
+                .set((
+                    outbox::lease_token.eq(None::<i64>),
+                    outbox::lease_until.eq(None::<OffsetDateTime>),
+                ))
+                .execute(conn)
+                .await;
+            settled += self.check(updated)?;
+        }
+        Ok(settled)
     }
 
     async fn list(

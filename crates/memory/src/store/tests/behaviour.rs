@@ -4,7 +4,7 @@ use super::fixtures::*;
 use crate::MemoryStore;
 use domain::coupon::CouponIssueStatus;
 use domain::order::OrderStatus;
-use domain::outbox::OutboxStatus;
+use domain::outbox::{OutboxClaim, OutboxOutcome, OutboxStatus};
 use domain::page::{CursorPage, OffsetPage};
 use domain::payment::PaymentStatus;
 use domain::ports::{
@@ -582,26 +582,45 @@ async fn outbox_claims_due_ready_rows_oldest_first_and_tracks_statuses() {
     let third = tx.outbox().append(envelope("e3", order), T0).await.unwrap();
     assert_eq!(second.status, OutboxStatus::Ready);
     let later = T0 + time::Duration::SECOND;
-    tx.outbox()
-        .mark_retry(second.id, "down", later)
-        .await
-        .unwrap();
-    let ids =
-        |rows: Vec<domain::outbox::OutboxEvent>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids = |claim: OutboxClaim| claim.events.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let first = tx.outbox().claim_ready(T0, T0 + LEASE, 10).await.unwrap();
+    let retry = [
+        (seed.ready_event, OutboxOutcome::Untried),
+        (
+            second.id,
+            OutboxOutcome::Retry {
+                error: "down".into(),
+                next_attempt_at: later,
+            },
+        ),
+        (third.id, OutboxOutcome::Untried),
+    ];
+    assert_eq!(
+        tx.outbox().settle(first.lease, T0, &retry).await.unwrap(),
+        3
+    );
     // `third` is due but stays behind `second`, an older event of the same order that is
     // backing off: one order's events are published in order.
-    assert_eq!(
-        ids(tx.outbox().claim_ready(T0, 10).await.unwrap()),
-        [seed.ready_event]
-    );
-    assert_eq!(
-        ids(tx.outbox().claim_ready(later, 2).await.unwrap()),
-        [seed.ready_event, second.id]
-    );
-    tx.outbox()
-        .mark_sent(seed.ready_event, later)
+    let claim = tx.outbox().claim_ready(T0, T0 + LEASE, 10).await.unwrap();
+    assert_ne!(claim.lease, first.lease, "a new token per claim");
+    let lease = claim.lease;
+    assert_eq!(ids(claim), [seed.ready_event]);
+    let release = [(seed.ready_event, OutboxOutcome::Untried)];
+    tx.outbox().settle(lease, T0, &release).await.unwrap();
+    let claim = tx
+        .outbox()
+        .claim_ready(later, later + LEASE, 2)
         .await
         .unwrap();
+    let lease = claim.lease;
+    assert_eq!(ids(claim), [seed.ready_event, second.id]);
+    let sent = [
+        (seed.ready_event, OutboxOutcome::Sent),
+        (second.id, OutboxOutcome::Untried),
+    ];
+    assert_eq!(tx.outbox().settle(lease, later, &sent).await.unwrap(), 2);
+    // Settled rows are no lease's any more: settling them again changes nothing.
+    assert_eq!(tx.outbox().settle(lease, later, &sent).await.unwrap(), 0);
     let retried = tx
         .outbox()
         .list(Some(OutboxStatus::Ready), cursor(None, 10))
@@ -609,7 +628,8 @@ async fn outbox_claims_due_ready_rows_oldest_first_and_tracks_statuses() {
         .unwrap();
     let row = retried.items.iter().find(|r| r.id == second.id).unwrap();
     assert_eq!((row.attempts, row.last_error.as_deref()), (1, Some("down")));
-    assert_eq!(ids(retried.items), [third.id, second.id]);
+    assert_eq!(row.next_attempt_at, later);
+    assert_eq!(ids_of(&retried.items), [third.id, second.id]);
     assert_eq!(
         tx.outbox().count_by_status().await.unwrap(),
         [
@@ -619,10 +639,18 @@ async fn outbox_claims_due_ready_rows_oldest_first_and_tracks_statuses() {
         ]
     );
     let all = tx.outbox().list(None, cursor(None, 3)).await.unwrap();
-    assert_eq!(ids(all.items), [third.id, second.id, seed.failed_event]);
+    assert_eq!(ids_of(&all.items), [third.id, second.id, seed.failed_event]);
     assert_eq!(all.next, Some(seed.failed_event.get()));
     let rest = tx.outbox().list(None, cursor(all.next, 3)).await.unwrap();
-    assert_eq!((ids(rest.items), rest.next), (vec![seed.ready_event], None));
+    assert_eq!(
+        (ids_of(&rest.items), rest.next),
+        (vec![seed.ready_event], None)
+    );
+    let sent_row = &rest.items[0];
+    assert_eq!(
+        (sent_row.status, sent_row.sent_at),
+        (OutboxStatus::Sent, Some(later))
+    );
 
     assert_eq!(
         tx.outbox().retry(seed.ready_event, later).await.unwrap(),
@@ -644,10 +672,110 @@ async fn outbox_claims_due_ready_rows_oldest_first_and_tracks_statuses() {
         (requeued.status, requeued.attempts, requeued.next_attempt_at),
         (OutboxStatus::Ready, 0, later)
     );
-    assert!(matches!(
-        tx.outbox().mark_sent(domain::OutboxId(999), later).await,
-        Err(RepoError::Internal(_))
-    ));
+    // A row no lease holds (unknown, or never claimed) is left alone.
+    let stray = [
+        (domain::OutboxId(999), OutboxOutcome::Sent),
+        (third.id, OutboxOutcome::Sent),
+    ];
+    assert_eq!(tx.outbox().settle(lease, later, &stray).await.unwrap(), 0);
+}
+
+fn ids_of(rows: &[domain::outbox::OutboxEvent]) -> Vec<domain::OutboxId> {
+    rows.iter().map(|r| r.id).collect()
+}
+
+/// The lease contract of `claim_ready` and `settle`, across transactions as the relay uses
+/// them: a claimed row stays the claimant's until its lease expires, then another relay may
+/// take it over, and from then on the first relay's outcomes change nothing.
+#[tokio::test]
+async fn outbox_leases_hold_rows_until_they_expire_and_fence_stale_relays() {
+    let store = MemoryStore::new();
+    let order = OrderId(1);
+    let mut tx = begin(&store).await;
+    let paid = tx
+        .outbox()
+        .append(envelope("paid", order), T0)
+        .await
+        .unwrap();
+    let refunded = tx
+        .outbox()
+        .append(envelope("refunded", order), T0)
+        .await
+        .unwrap();
+    let other = tx
+        .outbox()
+        .append(envelope("other", OrderId(2)), T0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let claim = |now: time::OffsetDateTime, limit: u32| {
+        let store = store.clone();
+        async move {
+            let mut tx = begin(&store).await;
+            let claim = tx
+                .outbox()
+                .claim_ready(now, now + LEASE, limit)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            claim
+        }
+    };
+    let settle = |lease, outcomes: Vec<(domain::OutboxId, OutboxOutcome)>| {
+        let store = store.clone();
+        async move {
+            let mut tx = begin(&store).await;
+            let n = tx.outbox().settle(lease, T0, &outcomes).await.unwrap();
+            tx.commit().await.unwrap();
+            n
+        }
+    };
+
+    let a = claim(T0, 1).await;
+    assert_eq!(ids_of(&a.events), [paid.id]);
+    assert_eq!(a.until, T0 + LEASE);
+    // While A's lease runs, B gets neither A's row nor the newer event of the same order.
+    let just_before = T0 + LEASE - time::Duration::SECOND;
+    let b = claim(just_before, 10).await;
+    assert_eq!(ids_of(&b.events), [other.id]);
+    assert_eq!(
+        settle(b.lease, vec![(other.id, OutboxOutcome::Sent)]).await,
+        1
+    );
+    // A's lease expired: C takes the order's events over, oldest first.
+    let expired = T0 + LEASE;
+    let c = claim(expired, 10).await;
+    assert_eq!(ids_of(&c.events), [paid.id, refunded.id]);
+    assert_ne!(c.lease, a.lease);
+    // A, past its lease, reports a failure: nothing changes, C's claim stands.
+    let stale = vec![(
+        paid.id,
+        OutboxOutcome::Failed {
+            error: "late".into(),
+        },
+    )];
+    assert_eq!(settle(a.lease, stale.clone()).await, 0);
+    let sent = vec![
+        (paid.id, OutboxOutcome::Sent),
+        (refunded.id, OutboxOutcome::Sent),
+    ];
+    assert_eq!(settle(c.lease, sent).await, 2);
+    assert_eq!(settle(a.lease, stale).await, 0);
+    let mut tx = begin(&store).await;
+    assert_eq!(
+        tx.outbox().count_by_status().await.unwrap(),
+        [
+            (OutboxStatus::Ready, 0),
+            (OutboxStatus::Sent, 3),
+            (OutboxStatus::Failed, 0)
+        ]
+    );
+    let rows = tx.outbox().list(None, cursor(None, 10)).await.unwrap();
+    assert!(
+        rows.items
+            .iter()
+            .all(|r| r.attempts == 0 && r.last_error.is_none())
+    );
 }
 
 #[tokio::test]

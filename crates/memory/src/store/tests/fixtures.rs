@@ -3,7 +3,7 @@
 use crate::MemoryStore;
 use domain::coupon::{Coupon, CouponScope, Discount, NewCoupon, NewCouponIssue};
 use domain::order::{NewOrder, Order, OrderItem};
-use domain::outbox::{EventEnvelope, EventType};
+use domain::outbox::{EventEnvelope, EventType, OutboxOutcome};
 use domain::payment::{NewPayment, PaymentStatus};
 use domain::ports::{Transaction, UnitOfWork, WalletChange};
 use domain::product::{NewProduct, Product, ProductStatus, StockChange, StockReason};
@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 pub const T0: OffsetDateTime = datetime!(2026-11-21 09:30 UTC);
+/// How long the outbox claims of these tests last.
+pub const LEASE: time::Duration = time::Duration::seconds(30);
 
 pub fn new_user(token: &str) -> NewUser {
     NewUser {
@@ -253,7 +255,23 @@ pub async fn seeded() -> (MemoryStore, Seed) {
         .await
         .unwrap()
         .id;
-    tx.outbox().mark_failed(failed_event, "boom").await.unwrap();
+    let claim = tx.outbox().claim_ready(T0, T0 + LEASE, 10).await.unwrap();
+    let outcomes = [
+        (ready_event, OutboxOutcome::Untried),
+        (
+            failed_event,
+            OutboxOutcome::Failed {
+                error: "boom".into(),
+            },
+        ),
+    ];
+    assert_eq!(
+        tx.outbox()
+            .settle(claim.lease, T0, &outcomes)
+            .await
+            .unwrap(),
+        2
+    );
     tx.inbox().record("ranking", "e-old", T0).await.unwrap();
     tx.inbox()
         .save_position("ranking", "order.paid", 0, 7)

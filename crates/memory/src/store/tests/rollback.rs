@@ -4,6 +4,7 @@
 use super::fixtures::*;
 use crate::MemoryStore;
 use domain::order::OrderStatus;
+use domain::outbox::OutboxOutcome;
 use domain::payment::PaymentStatus;
 use domain::ports::{OutboxRetry, UnitOfWork};
 use domain::product::{ProductPatch, ProductStatus, StockReason};
@@ -298,19 +299,53 @@ async fn outbox_append_and_every_status_change() {
             .append(envelope("e-new", seed.open_order.id), T0)
             .await
             .unwrap();
-        tx.outbox().mark_sent(e.id, T0).await.unwrap();
-        tx.outbox()
-            .mark_retry(seed.ready_event, "broker down", T0 + time::Duration::SECOND)
-            .await
-            .unwrap();
+        let claim = tx.outbox().claim_ready(T0, T0 + LEASE, 10).await.unwrap();
+        assert_eq!(claim.events.len(), 2);
+        let outcomes = [
+            (e.id, OutboxOutcome::Sent),
+            (
+                seed.ready_event,
+                OutboxOutcome::Retry {
+                    error: "broker down".into(),
+                    next_attempt_at: T0 + time::Duration::SECOND,
+                },
+            ),
+        ];
+        assert_eq!(
+            tx.outbox()
+                .settle(claim.lease, T0, &outcomes)
+                .await
+                .unwrap(),
+            2
+        );
         let requeued = tx.outbox().retry(seed.failed_event, T0).await.unwrap();
         assert!(matches!(requeued, OutboxRetry::Requeued(_)));
     });
     rolls_back!(store, |tx| {
-        tx.outbox()
-            .mark_failed(seed.ready_event, "gave up")
-            .await
-            .unwrap();
+        let claim = tx.outbox().claim_ready(T0, T0 + LEASE, 10).await.unwrap();
+        let failed = [(
+            seed.ready_event,
+            OutboxOutcome::Failed {
+                error: "gave up".into(),
+            },
+        )];
+        assert_eq!(
+            tx.outbox().settle(claim.lease, T0, &failed).await.unwrap(),
+            1
+        );
+    });
+    // A claim left unsettled: its leases go with the transaction.
+    rolls_back!(store, |tx| {
+        let claim = tx.outbox().claim_ready(T0, T0 + LEASE, 10).await.unwrap();
+        assert_eq!(claim.events.len(), 1);
+        assert!(
+            tx.outbox()
+                .claim_ready(T0, T0 + LEASE, 10)
+                .await
+                .unwrap()
+                .events
+                .is_empty()
+        );
     });
 }
 
