@@ -461,6 +461,7 @@ impl PrivateTansu {
     fn spawn(bin: &str, port: u16, storage: &str) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
         Command::new(bin)
+            .current_dir("/")
             .args(["broker", "--kafka-cluster-id", "failures"])
             .args(["--kafka-listener-url", &url, "--kafka-advertised-listener-url", &url])
             .args(["--storage-engine", storage])
@@ -558,7 +559,6 @@ type Rule = Box<dyn Fn(&Value, usize) -> u16 + Send + Sync>;
 #[derive(Debug, Clone)]
 struct Delivery {
     event_id: String,
-    event_type: String,
     order_id: Option<i64>,
     status: u16,
 }
@@ -652,7 +652,6 @@ fn serve(stream: TcpStream, deliveries: &Mutex<Vec<Delivery>>, rule: &Rule) {
             let status = rule(&envelope, attempt);
             all.push(Delivery {
                 event_id,
-                event_type: envelope["eventType"].as_str().unwrap_or("").to_owned(),
                 order_id: envelope["payload"]["orderId"].as_i64(),
                 status,
             });
@@ -2092,10 +2091,20 @@ fn two_instances_side_by_side_publish_each_event_once_and_share_partitions() {
             }
         },
     );
-    let taken_over = consuming(logs_b.take(&mut b));
-    assert!(
-        held_a.is_subset(&taken_over),
-        "b took over every partition a had: {held_a:?} vs {taken_over:?}"
+    // b claims a's partitions on its own schedule once a's locks are gone; under load that can
+    // come after the deliveries above (none of them needed a's partitions), so wait for it.
+    let mut taken_over = BTreeSet::new();
+    eventually(
+        "b took over every partition a had",
+        Duration::from_secs(30),
+        || {
+            taken_over.extend(consuming(logs_b.take(&mut b)));
+            if held_a.is_subset(&taken_over) {
+                Ok(())
+            } else {
+                Err(format!("{held_a:?} vs {taken_over:?}"))
+            }
+        },
     );
     assert_every_event_once(&db, &redis, &platform);
     assert_eq!(
@@ -2109,30 +2118,53 @@ fn two_instances_side_by_side_publish_each_event_once_and_share_partitions() {
 // 6. The broker killed with SIGKILL and restarted while orders are paid and refunded
 // ---------------------------------------------------------------------------------------------
 
-/// tansu's PostgreSQL schema for the broker's version: the postgres storage engine does not
-/// create its tables itself (upstream applies `etc/initdb.d/010-schema.sql` of the same tag
-/// as an init script). `TANSU_PG_SCHEMA` names the file, else `postgres-schema.sql` in the
-/// tansu cache dir. Without it the test is skipped, or fails under CI, like a missing binary.
-fn tansu_pg_schema_or_skip(test: &str) -> Option<String> {
+/// Where the private broker of the crash test keeps what it acknowledged, so that a SIGKILL and
+/// a restart lose nothing:
+/// - tansu's SQLite engine (feature `libsql`, what `deploy/tansu.sh install` builds) in a fresh
+///   file: it creates its tables itself, so a new machine needs nothing else;
+/// - otherwise its PostgreSQL engine on a scratch database, which needs tansu's PostgreSQL
+///   schema (`TANSU_PG_SCHEMA`, else `postgres-schema.sql` in the tansu cache dir): that engine
+///   does not create its tables, and the schema is not part of tansu's crates.io package.
+///
+/// Without either the test is skipped, or fails under CI, like a missing binary.
+fn durable_storage_or_skip(test: &str) -> Option<(String, Option<Db>)> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let features =
+        std::fs::read_to_string(format!("{home}/.cache/shop-tansu/features")).unwrap_or_default();
+    if std::env::var("TANSU_BIN").is_err() && features.split(',').any(|f| f.trim() == "libsql") {
+        let dir = std::env::temp_dir().join(format!(
+            "shop-tansu-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&dir).expect("a scratch dir for the broker's file");
+        // tansu resolves the path against its working directory, which `PrivateTansu` sets
+        // to `/`: an absolute path stays absolute.
+        return Some((format!("sqlite://{}/tansu.db", dir.display()), None));
+    }
     let path = std::env::var("TANSU_PG_SCHEMA").ok().or_else(|| {
-        let cached = format!(
-            "{}/.cache/shop-tansu/postgres-schema.sql",
-            std::env::var("HOME").ok()?
-        );
+        let cached = format!("{home}/.cache/shop-tansu/postgres-schema.sql");
         std::path::Path::new(&cached).exists().then_some(cached)
     });
-    let schema = path
+    let Some(schema) = path
         .as_deref()
-        .map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("TANSU_PG_SCHEMA {p}: {e}")));
-    if schema.is_none() {
+        .map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("TANSU_PG_SCHEMA {p}: {e}")))
+    else {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        let why = "no tansu PostgreSQL schema (TANSU_PG_SCHEMA, or \
-                   ~/.cache/shop-tansu/postgres-schema.sql: etc/initdb.d/010-schema.sql of \
-                   the tansu source at the binary's tag)";
+        let why = "no durable tansu engine: neither a tansu built with `libsql` \
+                   (deploy/tansu.sh install) nor tansu's PostgreSQL schema (TANSU_PG_SCHEMA)";
         assert!(!ci, "{test}: {why} under CI");
         eprintln!("SKIPPED {test}: {why}");
-    }
-    schema
+        return None;
+    };
+    let broker_db = Db::fresh();
+    broker_db.sql(&schema);
+    // tansu's PostgreSQL client asks for TLS when the server offers it and then checks the
+    // certificate against the host; the scratch database is local, plain TCP will do.
+    let storage = format!("{}?sslmode=disable", broker_db.url);
+    Some((storage, Some(broker_db)))
 }
 
 /// EVENTS.md, at least once and effects once, across a broker crash: a tansu on PostgreSQL
@@ -2151,16 +2183,11 @@ fn broker_killed_and_restarted_during_payments_delivers_every_event_and_keeps_ea
     let Some(bin) = tansu_or_skip(test) else {
         return;
     };
-    let Some(schema) = tansu_pg_schema_or_skip(test) else {
+    let Some((storage, _broker_db)) = durable_storage_or_skip(test) else {
         return;
     };
     let started = Instant::now();
     let db = Db::fresh();
-    let broker_db = Db::fresh();
-    broker_db.sql(&schema);
-    // tansu's PostgreSQL client asks for TLS when the server offers it and then checks the
-    // certificate against the host; the scratch database is local, plain TCP will do.
-    let storage = format!("{}?sslmode=disable", broker_db.url);
     let mut broker = PrivateTansu::start_with(&bin, &storage);
     let redis = Redis::shared();
     let platform = DataPlatform::always_ok();
@@ -2266,29 +2293,20 @@ fn broker_killed_and_restarted_during_payments_delivers_every_event_and_keeps_ea
         "distinct event ids at the data platform = outbox rows"
     );
     assert_ranking_matches_rollup(&db, &redis);
-    // Per order, the first delivery of ORDER_PAID comes before the first of ORDER_REFUNDED.
-    let mut first: BTreeMap<(i64, String), usize> = BTreeMap::new();
-    for (i, d) in platform.all().into_iter().enumerate() {
-        if d.status / 100 == 2
-            && let Some(order) = d.order_id
-        {
-            first.entry((order, d.event_type)).or_insert(i);
-        }
-    }
-    let refunds: Vec<(i64, usize)> = first
-        .iter()
-        .filter(|((_, t), _)| t == "ORDER_REFUNDED")
-        .map(|((order, _), at)| (*order, *at))
-        .collect();
-    assert!(!refunds.is_empty(), "some orders were refunded");
-    for (order, refund_at) in &refunds {
-        let paid_at = first.get(&(*order, "ORDER_PAID".to_owned()));
-        assert!(
-            paid_at.is_some_and(|at| at < refund_at),
-            "order {order}: ORDER_PAID (delivery {paid_at:?}) must reach the data platform \
-             before ORDER_REFUNDED (delivery {refund_at})"
-        );
-    }
+    // Per order, the relay published ORDER_PAID (acknowledged by the broker) before it published
+    // ORDER_REFUNDED: the refund's row was marked SENT no earlier than the payment's. That is the
+    // order the relay promises. Arrival order at the data platform is not compared: the two
+    // events travel on two topics read by two consumers, which EVENTS.md does not order.
+    let refunded_orders =
+        db.int("SELECT count(*) FROM outbox_events WHERE event_type = 'ORDER_REFUNDED'");
+    assert!(refunded_orders > 0, "some orders were refunded");
+    let overtaken = db.int(
+        "SELECT count(*) FROM outbox_events r JOIN outbox_events p \
+           ON p.aggregate_type = r.aggregate_type AND p.aggregate_id = r.aggregate_id \
+          AND p.event_type = 'ORDER_PAID' \
+         WHERE r.event_type = 'ORDER_REFUNDED' AND (p.sent_at > r.sent_at OR p.id > r.id)",
+    );
+    assert_eq!(overtaken, 0, "a refund was published before its payment");
     let retried = db.int("SELECT count(*) FROM outbox_events WHERE attempts > 0");
     eprintln!(
         "broker killed twice (down {kills:?}: (time, outbox rows written meanwhile)): {} \
@@ -2300,7 +2318,7 @@ fn broker_killed_and_restarted_during_payments_delivers_every_event_and_keeps_ea
         expected.len(),
         retried,
         duplicates(&platform),
-        refunds.len(),
+        refunded_orders,
         started.elapsed()
     );
     drop(shop);
