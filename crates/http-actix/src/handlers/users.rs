@@ -25,6 +25,10 @@ pub async fn sign_up(
     caller: MaybeAuthenticated,
     body: JsonBody<SignUpRequest>,
 ) -> ApiResult {
+    if caller.0.is_none() {
+        // Every anonymous attempt counts, valid or not: it is the client's work that is bounded.
+        crate::rate_limit::check_sign_up(&req, &state).await?;
+    }
     let (body, raw) = body.into_parts()?;
     let shop = state.shop.clone();
     let render = answer(StatusCode::CREATED, |signed: &SignedUp| {
