@@ -46,7 +46,10 @@ else
   cargo build --release -p bootstrap -p bench
 fi
 
-SHOP_ENV=(PORT="$PORT" HOST=127.0.0.1 ADMIN_TOKEN="$ADMIN_TOKEN")
+# shop-bench signs up thousands of users from 127.0.0.1 in seconds: the per-client budget
+# before authentication (ANON_RATE_LIMIT_*, 5/s by default) would refuse all but the first few,
+# so it is switched off here, and only here; the per-user budget stays at its default.
+SHOP_ENV=(PORT="$PORT" HOST=127.0.0.1 ADMIN_TOKEN="$ADMIN_TOKEN" ANON_RATE_LIMIT_PER_SECOND=0)
 BENCH_ARGS=()
 DB_NAME=""
 TANSU_STARTED=0

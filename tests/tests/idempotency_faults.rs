@@ -716,6 +716,8 @@ fn shop_env(db: Option<&Database>) -> Vec<(String, String)> {
         ("ADMIN_TOKEN".to_owned(), ADMIN.to_owned()),
         // The clients run a few tokens hard; the limiter is not under test.
         ("RATE_LIMIT_PER_SECOND".to_owned(), "0".to_owned()),
+        // Every thread's buyer signs up from 127.0.0.1; the per-client budget is not under test.
+        ("ANON_RATE_LIMIT_PER_SECOND".to_owned(), "0".to_owned()),
         ("COUPON_ISSUE_MODE".to_owned(), "sync".to_owned()),
         ("MAX_BALANCE".to_owned(), "1000000000000".to_owned()),
     ];

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod orders;
 pub mod payments;
 pub mod popular;
+pub mod rate_limits;
 pub mod users;
 pub mod wallet;
 

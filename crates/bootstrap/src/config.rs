@@ -5,6 +5,7 @@
 //! names it (`PORT: invalid port "abc"`). An empty value counts as unset, so that
 //! `DATABASE_URL=` in a compose file means "embedded".
 
+use application::rate_limits::RateLimitSettings;
 use application::{CouponIssueMode, ShopConfig};
 use domain::sales::BusinessCalendar;
 use domain::wallet::WalletLimits;
@@ -100,8 +101,15 @@ pub struct Config {
     /// `DB_STATEMENT_TIMEOUT_MS` [5000].
     pub db_pool: DbPool,
     /// `RATE_LIMIT_PER_SECOND` [50] and `RATE_LIMIT_BURST` [100]: requests per authenticated
-    /// user; 0 disables.
-    pub rate_limit: http_actix::RateLimit,
+    /// user; `ANON_RATE_LIMIT_PER_SECOND` [5] and `ANON_RATE_LIMIT_BURST` [20]: sign-ups
+    /// without a token and, separately, failed authentications per client address. A rate of
+    /// 0 disables. Shared by every instance when `REDIS_URL` is set.
+    pub rate_limits: RateLimitSettings,
+    /// `TRUSTED_PROXIES` [none]: comma-separated IPs/CIDRs whose `X-Forwarded-For` names the
+    /// client.
+    pub trusted_proxies: http_actix::TrustedProxies,
+    /// `METRICS_TOKEN` [unset]: when set, `/metrics` needs it as a bearer token.
+    pub metrics_token: Option<Secret>,
     /// `BODY_TIMEOUT_MS` [5000]: how long a request body may take to arrive once its head has;
     /// a client that stalls longer is answered 408 and its connection closed.
     pub body_timeout: Duration,
@@ -128,7 +136,9 @@ impl Default for Config {
             kafka_brokers: Vec::new(),
             data_platform_url: None,
             db_pool: DbPool::default(),
-            rate_limit: http_actix::RateLimit::default(),
+            rate_limits: RateLimitSettings::default(),
+            trusted_proxies: http_actix::TrustedProxies::none(),
+            metrics_token: None,
             body_timeout: http_actix::BodyTimeout::DEFAULT,
             redis_key_prefix: String::new(),
             kafka_topic_prefix: String::new(),
@@ -189,12 +199,34 @@ impl Config {
             config.data_platform_url = Some(raw.trim_end_matches('/').to_owned());
         }
 
+        let limits = &mut config.rate_limits;
         if let Some(raw) = get("RATE_LIMIT_PER_SECOND") {
-            config.rate_limit.per_second =
-                parse_int("RATE_LIMIT_PER_SECOND", &raw, 0, 1_000_000)? as f64;
+            limits.per_user.per_second =
+                parse_int("RATE_LIMIT_PER_SECOND", &raw, 0, 1_000_000)? as u32;
         }
         if let Some(raw) = get("RATE_LIMIT_BURST") {
-            config.rate_limit.burst = parse_int("RATE_LIMIT_BURST", &raw, 1, 1_000_000)? as f64;
+            limits.per_user.burst = parse_int("RATE_LIMIT_BURST", &raw, 1, 1_000_000)? as u32;
+        }
+        if let Some(raw) = get("ANON_RATE_LIMIT_PER_SECOND") {
+            limits.anonymous.per_second =
+                parse_int("ANON_RATE_LIMIT_PER_SECOND", &raw, 0, 1_000_000)? as u32;
+        }
+        if let Some(raw) = get("ANON_RATE_LIMIT_BURST") {
+            limits.anonymous.burst = parse_int("ANON_RATE_LIMIT_BURST", &raw, 1, 1_000_000)? as u32;
+        }
+        if let Some(raw) = get("TRUSTED_PROXIES") {
+            config.trusted_proxies = http_actix::TrustedProxies::parse(&raw)
+                .map_err(|e| invalid("TRUSTED_PROXIES", e))?;
+        }
+        if let Some(raw) = get("METRICS_TOKEN") {
+            let ok = (1..=256).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(invalid(
+                    "METRICS_TOKEN",
+                    "must be 1 to 256 printable ASCII characters without spaces",
+                ));
+            }
+            config.metrics_token = Some(Secret::new(raw));
         }
         if let Some(raw) = get("BODY_TIMEOUT_MS") {
             config.body_timeout =
@@ -394,6 +426,22 @@ mod tests {
         assert!(c.admin_token.is_none() && c.database_url.is_none());
         assert!(c.kafka_brokers.is_empty());
         assert_eq!(c.body_timeout, Duration::from_secs(5));
+        // Protective by default: anonymous work is bounded, /metrics is open (as before).
+        assert_eq!(
+            (
+                c.rate_limits.anonymous.per_second,
+                c.rate_limits.anonymous.burst
+            ),
+            (5, 20)
+        );
+        assert_eq!(
+            (
+                c.rate_limits.per_user.per_second,
+                c.rate_limits.per_user.burst
+            ),
+            (50, 100)
+        );
+        assert!(c.trusted_proxies.is_empty() && c.metrics_token.is_none());
     }
 
     #[test]
@@ -413,6 +461,12 @@ mod tests {
             ("COUPON_ISSUE_MODE", "async"),
             ("LOG_FORMAT", "pretty"),
             ("BODY_TIMEOUT_MS", "1500"),
+            ("RATE_LIMIT_PER_SECOND", "7"),
+            ("RATE_LIMIT_BURST", "9"),
+            ("ANON_RATE_LIMIT_PER_SECOND", "0"),
+            ("ANON_RATE_LIMIT_BURST", "3"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+            ("METRICS_TOKEN", "scrape-me"),
         ])
         .unwrap();
         assert_eq!(c.body_timeout, Duration::from_millis(1500));
@@ -430,6 +484,12 @@ mod tests {
         assert_eq!(c.shop.calendar.offset.whole_minutes(), -330);
         assert_eq!(c.shop.coupon_issue_mode, CouponIssueMode::Async);
         assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.rate_limits.per_user.per_second, 7);
+        assert_eq!(c.rate_limits.per_user.burst, 9);
+        assert!(c.rate_limits.anonymous.is_disabled());
+        assert_eq!(c.rate_limits.anonymous.burst, 3);
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert_eq!(c.metrics_token.unwrap().expose(), "scrape-me");
     }
 
     #[test]
@@ -452,6 +512,10 @@ mod tests {
             ("BODY_TIMEOUT_MS", "0"),
             ("BODY_TIMEOUT_MS", "600001"),
             ("BODY_TIMEOUT_MS", "5s"),
+            ("ANON_RATE_LIMIT_PER_SECOND", "-1"),
+            ("ANON_RATE_LIMIT_BURST", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("METRICS_TOKEN", "has space"),
         ];
         for (name, value) in cases {
             let e = config(&[(name, value)]).unwrap_err();

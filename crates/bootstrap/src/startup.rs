@@ -8,7 +8,7 @@ use actix_web::HttpServer;
 use actix_web::dev::Server;
 use application::{Shop, ShopError};
 use base64::Engine;
-use http_actix::{ApiState, RateLimiter};
+use http_actix::ApiState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rand::RngCore;
 use std::future::Future;
@@ -98,7 +98,12 @@ impl Application {
             shop: shop.clone(),
             health: wiring.health,
             metrics: prometheus(),
-            rate_limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+            rate_limits: wiring.rate_limits,
+            trusted_proxies: config.trusted_proxies.clone(),
+            metrics_token: config
+                .metrics_token
+                .as_ref()
+                .map(|token| Arc::from(token.expose())),
             body_timeout: http_actix::BodyTimeout(config.body_timeout),
         };
         let server = HttpServer::new(move || http_actix::app(state.clone()))

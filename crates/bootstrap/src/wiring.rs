@@ -11,11 +11,12 @@ mod topics;
 
 use crate::config::Config;
 use application::handlers::{CouponIssuer, DataPlatformForwarder, RankingUpdater};
+use application::rate_limits::RateLimits;
 use application::{Ports, ShopConfig};
 use domain::outbox::EventType;
 use domain::ports::{
     Clock, CouponGate, DataPlatform, EventHandler, EventPublisher, HealthCheck, IdempotencyStore,
-    RankingStore, UnitOfWork,
+    RankingStore, RateLimiter, UnitOfWork,
 };
 use std::sync::Arc;
 
@@ -54,10 +55,12 @@ pub struct StoreGroup {
     pub locks: Option<Arc<persistence_diesel::AdvisoryLocks>>,
 }
 
-/// The first-come gate and the ranking (Redis in production).
+/// The first-come gate, the ranking and the shared request budgets (Redis in production).
 pub struct CacheGroup {
     pub gate: Arc<dyn CouponGate>,
     pub ranking: Arc<dyn RankingStore>,
+    /// Budgets every instance shares; `None` in the embedded mode (one process).
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
     pub health: Vec<Arc<dyn HealthCheck>>,
 }
 
@@ -83,6 +86,8 @@ pub struct BrokerGroup {
 /// Everything the application runs on.
 pub struct Wiring {
     pub ports: Ports,
+    /// The request budgets (shared through Redis when it is configured).
+    pub rate_limits: Arc<RateLimits>,
     pub consumers: Consumers,
     pub health: Vec<Arc<dyn HealthCheck>>,
 }
@@ -95,7 +100,9 @@ pub async fn wire(config: &Config) -> Result<Wiring, WiringError> {
     let handlers = handlers(&store, &cache, platform, clock.clone(), &config.shop);
     let broker = broker(config, &store, handlers).await?;
     let health = [store.health, cache.health, broker.health].concat();
+    let rate_limits = Arc::new(rate_limits(config, cache.rate_limiter.clone()));
     Ok(Wiring {
+        rate_limits,
         ports: Ports {
             store: store.store,
             gate: cache.gate,
@@ -169,14 +176,26 @@ pub async fn cache(config: &Config) -> Result<CacheGroup, WiringError> {
             Ok(CacheGroup {
                 gate: Arc::new(redis.coupon_gate()),
                 ranking: Arc::new(redis.ranking_store()),
+                rate_limiter: Some(Arc::new(redis.rate_limiter())),
                 health: vec![Arc::new(redis.health_check())],
             })
         }
         None => Ok(CacheGroup {
             gate: Arc::new(memory::MemoryCouponGate::new()),
             ranking: Arc::new(memory::MemoryRankingStore::new()),
+            rate_limiter: None,
             health: Vec::new(),
         }),
+    }
+}
+
+/// The request budgets: shared through `shared` when there is one, with this process's own
+/// (bounded) budgets as the fallback while it is down; only the latter in the embedded mode.
+pub fn rate_limits(config: &Config, shared: Option<Arc<dyn RateLimiter>>) -> RateLimits {
+    let local: Arc<dyn RateLimiter> = Arc::new(memory::MemoryRateLimiter::new());
+    match shared {
+        Some(shared) => RateLimits::shared(config.rate_limits, shared, local),
+        None => RateLimits::local(config.rate_limits, local),
     }
 }
 

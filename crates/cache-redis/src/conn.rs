@@ -52,6 +52,14 @@ impl Conn {
         }
     }
 
+    /// The same pool with another command timeout (and hard deadline).
+    pub(crate) fn with_timeout(&self, command_timeout: Duration) -> Self {
+        let mut conn = self.clone();
+        conn.options.timeout = Some(command_timeout);
+        conn.deadline = command_timeout * 2;
+        conn
+    }
+
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }

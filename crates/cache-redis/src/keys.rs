@@ -3,6 +3,7 @@
 //! `{...}` of the key, which is what Redis Cluster hashes.
 
 use domain::CouponId;
+use domain::rate_limit::RateKey;
 use time::Date;
 
 /// The gate's keys for one coupon, in the order the scripts expect them.
@@ -17,6 +18,11 @@ pub(crate) fn coupon(prefix: &str, id: CouponId) -> Vec<String> {
 /// A transient hash that per-user counts are written to before the load script moves it in.
 pub(crate) fn coupon_staging(prefix: &str, id: CouponId) -> String {
     format!("{prefix}{{coupon:{id}}}:staging:{}", uuid::Uuid::new_v4())
+}
+
+/// One request budget: a single key, its own hash tag (budgets are independent).
+pub(crate) fn rate_budget(prefix: &str, key: &RateKey) -> String {
+    format!("{prefix}{{rate:{key}}}")
 }
 
 pub(crate) fn ranking_day(prefix: &str, day: Date) -> String {
@@ -74,5 +80,10 @@ mod tests {
         ]
         .map(|k| fred::util::redis_keyslot(k.as_bytes()));
         assert!(ranking_slots.iter().all(|s| *s == ranking_slots[0]));
+
+        assert_eq!(
+            rate_budget("shop:", &RateKey::User(domain::UserId(42))),
+            "shop:{rate:user:42}"
+        );
     }
 }

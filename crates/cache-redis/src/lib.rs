@@ -1,4 +1,5 @@
-//! The Redis adapter (fred): the first-come coupon gate and the daily sales ranking.
+//! The Redis adapter (fred): the first-come coupon gate, the daily sales ranking and the request
+//! budgets shared by every instance.
 //!
 //! # Wiring (bootstrap)
 //! ```no_run
@@ -6,6 +7,7 @@
 //! let redis = cache_redis::connect("redis://127.0.0.1:6379").await?;
 //! let gate = redis.coupon_gate();         // impl domain::ports::CouponGate
 //! let ranking = redis.ranking_store();    // impl domain::ports::RankingStore
+//! let limiter = redis.rate_limiter();     // impl domain::ports::RateLimiter (shared budgets)
 //! let health = redis.health_check();      // impl domain::ports::HealthCheck, named "cache"
 //! // ... and at shutdown:
 //! redis.shutdown().await;
@@ -31,7 +33,9 @@
 //!   [`RedisSettings::counter_margin`].
 //! - `{ranking}:day:<YYYY-MM-DD>` (sorted set product → net quantity), `…:built` markers,
 //!   `{ranking}:tmp:<uuid>` (scratch): expire
-//!   [`RedisSettings::ranking_retention_days`] after the day. All ranking keys share one slot
+//!   [`RedisSettings::ranking_retention_days`] after the day.
+//! - `{rate:<budget>}` (`user:<id>`, `sign-up:<address>`, `auth-failure:<address>`): a request
+//!   budget's TAT; expires when the budget is full again. All ranking keys share one slot
 //!   so that a read can union several days in one script; ranking data is small.
 //!
 //! The scripts are in `src/lua/` and are the whole of the logic; `redis-benchmark` can run
@@ -47,10 +51,12 @@ mod gate;
 mod health;
 mod keys;
 mod ranking;
+mod rate_limit;
 
 pub use gate::RedisCouponGate;
 pub use health::RedisHealth;
 pub use ranking::RedisRankingStore;
+pub use rate_limit::RedisRateLimiter;
 
 use conn::Conn;
 use fred::prelude::*;
@@ -69,6 +75,8 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     /// How long [`connect_with`] waits for the first connection before returning anyway.
     pub startup_wait: Duration,
+    /// The most a rate-limit command may take (every request waits for one).
+    pub rate_limit_timeout: Duration,
     /// Connections; commands are pipelined on each, round-robin across them.
     pub pool_size: usize,
     /// Gate counters live until the coupon's `expires_at` plus this margin.
@@ -86,6 +94,7 @@ impl RedisSettings {
             command_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(500),
             startup_wait: Duration::from_secs(2),
+            rate_limit_timeout: Duration::from_millis(200),
             pool_size: 2,
             counter_margin: Duration::from_secs(24 * 3600),
             ranking_retention_days: 40,
@@ -207,6 +216,13 @@ impl RedisClients {
     /// The daily ranking (`domain::ports::RankingStore`).
     pub fn ranking_store(&self) -> RedisRankingStore {
         RedisRankingStore::new(self.conn.clone(), self.settings.ranking_retention_days)
+    }
+
+    /// Request budgets shared by every instance (`domain::ports::RateLimiter`). Its commands
+    /// get a shorter timeout than the gate's: every request waits for it, and the caller falls
+    /// back to its own budgets when Redis does not answer.
+    pub fn rate_limiter(&self) -> RedisRateLimiter {
+        RedisRateLimiter::new(self.conn.with_timeout(self.settings.rate_limit_timeout))
     }
 
     /// PING, reported as `cache` by `/health/ready`.

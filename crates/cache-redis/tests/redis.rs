@@ -718,3 +718,116 @@ async fn redis_outage_refuses_then_recovers_and_never_over_grants() {
     redis.shutdown().await;
     fx.cleanup().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Request budgets
+
+mod budgets {
+    use super::*;
+    use domain::ports::{RateLimitError, RateLimiter};
+    use domain::rate_limit::{RateDecision, RateKey, RateLimit};
+
+    const LIMIT: RateLimit = RateLimit {
+        per_second: 2,
+        burst: 5,
+    };
+
+    #[tokio::test]
+    async fn two_instances_share_one_budget_and_its_key_expires_when_full_again() {
+        let fixture = Fixture::new().await;
+        // A second pool on the same prefix: another instance of the service.
+        let other = cache_redis::connect_with(
+            RedisSettings::new(&redis_url()).with_key_prefix(fixture.prefix.clone()),
+        )
+        .await
+        .unwrap();
+        let limiters = [fixture.redis.rate_limiter(), other.rate_limiter()];
+        let key = RateKey::User(UserId(7));
+        let mut allowed = 0;
+        let mut waits = Vec::new();
+        for n in 0..12 {
+            match limiters[n % 2].acquire(&key, LIMIT).await.unwrap() {
+                RateDecision::Allowed => allowed += 1,
+                RateDecision::Limited { retry_after } => waits.push(retry_after),
+            }
+        }
+        // The burst, plus at most one refill if the loop straddled an interval (500 ms).
+        assert!((5..=6).contains(&allowed), "{allowed} allowed");
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w > Duration::ZERO && *w <= Duration::from_millis(500)),
+            "{waits:?}"
+        );
+        // Another budget is untouched; a disabled limit always passes.
+        let stranger = RateKey::User(UserId(8));
+        assert_eq!(
+            limiters[0].acquire(&stranger, LIMIT).await.unwrap(),
+            RateDecision::Allowed
+        );
+        assert_eq!(
+            limiters[0]
+                .acquire(&key, RateLimit::DISABLED)
+                .await
+                .unwrap(),
+            RateDecision::Allowed
+        );
+        // The key lives until the budget is full again: at most burst / rate = 2.5 s.
+        let ttl: i64 = fixture
+            .raw
+            .pttl(format!("{}{{rate:user:7}}", fixture.prefix))
+            .await
+            .unwrap();
+        assert!((1..=3_000).contains(&ttl), "{ttl} ms");
+        other.shutdown().await;
+        assert_eq!(fixture.cleanup().await, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_never_share_the_last_one() {
+        let fixture = Fixture::new().await;
+        let limiter = Arc::new(fixture.redis.rate_limiter());
+        let slow = RateLimit {
+            per_second: 1,
+            burst: 20,
+        };
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    limiter
+                        .acquire(&RateKey::User(UserId(1)), slow)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut allowed = 0;
+        for task in tasks {
+            if task.await.unwrap() == RateDecision::Allowed {
+                allowed += 1;
+            }
+        }
+        assert!((20..=21).contains(&allowed), "{allowed} allowed");
+        fixture.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_answers_unavailable_fast() {
+        let mut settings = RedisSettings::new("redis://127.0.0.1:1");
+        settings.startup_wait = Duration::from_millis(200);
+        let redis = cache_redis::connect_with(settings).await.unwrap();
+        let limiter = redis.rate_limiter();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            limiter.acquire(&RateKey::User(UserId(1)), LIMIT),
+        )
+        .await
+        .expect("answers while Redis is down");
+        assert!(
+            matches!(answer, Err(RateLimitError::Unavailable(_))),
+            "{answer:?}"
+        );
+        redis.shutdown().await;
+    }
+}

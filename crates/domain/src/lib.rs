@@ -15,6 +15,7 @@ pub mod page;
 pub mod payment;
 pub mod ports;
 pub mod product;
+pub mod rate_limit;
 pub mod sales;
 pub mod text;
 pub mod user;

@@ -46,17 +46,11 @@ fn bearer_token(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(token.to_owned()))
 }
 
-/// Authenticates, then takes one token from the caller's rate-limit bucket (429 before any
-/// use case runs).
+/// Authenticates, then takes one request from the caller's budget (429 before any use case
+/// runs).
 async fn resolve(state: web::Data<ApiState>, token: String) -> Result<Actor, ApiError> {
     let actor = state.shop.authenticate(&token).await?;
-    state
-        .rate_limiter
-        .check(actor.user_id)
-        .map_err(|retry_after_secs| {
-            metrics::counter!("http_rate_limited_total").increment(1);
-            ApiError::RateLimited { retry_after_secs }
-        })?;
+    crate::rate_limit::check_user(&state, actor.user_id).await?;
     Ok(actor)
 }
 
@@ -70,11 +64,16 @@ impl FromRequest for Authenticated {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let found = state(req).and_then(|s| Ok((s, bearer_token(req)?)));
+        let req = req.clone();
         Box::pin(async move {
-            match found? {
-                (state, Some(token)) => Ok(Self(resolve(state, token).await?)),
-                (_, None) => Err(ApiError::unauthenticated()),
-            }
+            // Failed authentications count against the client (`rate_limit`).
+            crate::rate_limit::guard_authentication(&req, true, async move {
+                match found? {
+                    (state, Some(token)) => Ok(Self(resolve(state, token).await?)),
+                    (_, None) => Err(ApiError::unauthenticated()),
+                }
+            })
+            .await
         })
     }
 }
@@ -90,11 +89,16 @@ impl FromRequest for MaybeAuthenticated {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let found = state(req).and_then(|s| Ok((s, bearer_token(req)?)));
+        let req = req.clone();
         Box::pin(async move {
-            match found? {
-                (state, Some(token)) => Ok(Self(Some(resolve(state, token).await?))),
-                (_, None) => Ok(Self(None)),
-            }
+            // Failed authentications count against the client (`rate_limit`).
+            crate::rate_limit::guard_authentication(&req, false, async move {
+                match found? {
+                    (state, Some(token)) => Ok(Self(Some(resolve(state, token).await?))),
+                    (_, None) => Ok(Self(None)),
+                }
+            })
+            .await
         })
     }
 }

@@ -20,7 +20,7 @@ pub use extract::{BodyTimeout, MAX_BODY_BYTES};
 pub use idempotency::{HEADER as IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER};
 pub use middleware::{REQUEST_ID_HEADER, RequestId};
 pub use openapi::ApiDoc;
-pub use rate_limit::{RateLimit, RateLimiter};
+pub use rate_limit::{TrustedProxies, client_address};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -41,8 +41,12 @@ pub struct ApiState {
     pub health: Vec<Arc<dyn HealthCheck>>,
     /// Renders `/metrics`; the recorder behind it is installed by the binary.
     pub metrics: PrometheusHandle,
-    /// Per-user request budget, checked when the bearer token is resolved.
-    pub rate_limiter: Arc<RateLimiter>,
+    /// The request budgets (per user, and per client before authentication).
+    pub rate_limits: Arc<application::rate_limits::RateLimits>,
+    /// Whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// When set, `/metrics` answers only to `Authorization: Bearer <this>` (`METRICS_TOKEN`).
+    pub metrics_token: Option<Arc<str>>,
     /// How long a request body may take to arrive once its head has (`BODY_TIMEOUT_MS`).
     pub body_timeout: BodyTimeout,
 }

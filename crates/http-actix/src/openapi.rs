@@ -40,9 +40,9 @@ use utoipa::{Modify, OpenApi};
 )]
 pub struct ApiDoc;
 
-/// (method, path, codes) of every operation under `/api/v1`. 500 `INTERNAL` and 503
-/// `UNAVAILABLE` apply to all of them and are added without being listed; 408
-/// `REQUEST_TIMEOUT` is listed on the operations that read a JSON body.
+/// (method, path, codes) of every operation under `/api/v1`. 429 `RATE_LIMITED`, 500
+/// `INTERNAL` and 503 `UNAVAILABLE` apply to all of them and are added without being listed;
+/// 408 `REQUEST_TIMEOUT` is listed on the operations that read a JSON body.
 pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
     (
         "post",
@@ -292,6 +292,15 @@ impl Modify for Errors {
                     .build(),
             ),
         );
+        components.security_schemes.insert(
+            "metrics_token".into(),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("METRICS_TOKEN, when the operator set one"))
+                    .build(),
+            ),
+        );
         for (method, path, codes) in ERRORS {
             let Some(operation) = doc
                 .paths
@@ -302,7 +311,13 @@ impl Modify for Errors {
                 continue;
             };
             let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
-            for code in codes.iter().copied().chain(["INTERNAL", "UNAVAILABLE"]) {
+            // Every operation reads a token when one is sent, and an invalid one counts
+            // against the client's failed-authentication budget: each can answer 429.
+            for code in codes
+                .iter()
+                .copied()
+                .chain(["RATE_LIMITED", "INTERNAL", "UNAVAILABLE"])
+            {
                 by_status.entry(status_of(code)).or_default().push(code);
             }
             for (status, codes) in by_status {
@@ -376,6 +391,13 @@ mod tests {
             "#/components/schemas/Problem"
         );
         assert!(charge["responses"]["200"].is_object());
+        assert!(
+            charge["responses"]["429"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("RATE_LIMITED")
+        );
+        assert!(json["paths"]["/metrics"]["get"]["responses"]["401"].is_object());
         assert!(json["components"]["schemas"]["ChargeRequest"].is_object());
     }
 }

@@ -11,6 +11,7 @@
 //! | `UnitOfWork` and every repository | [`MemoryStore`] |
 //! | `CouponGate` | [`MemoryCouponGate`] |
 //! | `RankingStore` | [`MemoryRankingStore`] |
+//! | `RateLimiter` | [`MemoryRateLimiter`] (bounded; also every instance's fallback while Redis is down) |
 //! | `EventPublisher` (+ consumers) | [`InProcessBus`] |
 //! | `IdempotencyStore` | [`MemoryStore`] (the records live in the store's state, so an answer commits with its effect) |
 //! | `Clock` | [`SystemClock`], [`ManualClock`] |
@@ -24,6 +25,7 @@ mod clock;
 mod data_platform;
 mod gate;
 mod ranking;
+mod rate_limit;
 mod store;
 
 pub use bus::{DEFAULT_MAX_RETRY_BACKOFF, DEFAULT_RETRY_BACKOFF, InProcessBus};
@@ -31,4 +33,5 @@ pub use clock::{ManualClock, SystemClock};
 pub use data_platform::{LoggingDataPlatform, RecordingDataPlatform};
 pub use gate::MemoryCouponGate;
 pub use ranking::MemoryRankingStore;
+pub use rate_limit::MemoryRateLimiter;
 pub use store::{DEFAULT_LOCK_TIMEOUT, MemoryStore};

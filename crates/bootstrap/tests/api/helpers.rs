@@ -17,6 +17,7 @@ use bootstrap::wiring::{self, Wiring};
 use bootstrap::{Application, Config, LogFormat, Secret};
 use domain::coupon::Coupon;
 use domain::ports::{CouponGate, GateDecision, GateError, IssuedCounts};
+use domain::rate_limit::RateLimit;
 use domain::{CouponId, UserId};
 use persistence_diesel::test_db::FreshDatabase;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -188,6 +189,9 @@ impl TestApp {
             admin_token: Some(Secret::new(unique_token())),
             ..Config::default()
         };
+        // Every test signs its users up from 127.0.0.1, many per test: the per-client budgets
+        // before authentication are switched off here and enabled by the tests about them.
+        config.rate_limits.anonymous = RateLimit::DISABLED;
         tweak(&mut config);
         let profile = std::env::var("TEST_PROFILE").unwrap_or_else(|_| "memory".into());
         let database = match profile.as_str() {

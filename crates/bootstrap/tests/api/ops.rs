@@ -1,5 +1,6 @@
 use crate::helpers::TestApp;
 use domain::ports::HealthCheck;
+use domain::rate_limit::RateLimit;
 use std::sync::Arc;
 
 struct Dependency {
@@ -234,9 +235,9 @@ async fn swagger_ui_is_served() {
 #[tokio::test]
 async fn a_user_over_its_rate_limit_gets_429_with_retry_after_and_changes_nothing() {
     let app = TestApp::spawn_with(|c| {
-        c.rate_limit = http_actix::RateLimit {
-            per_second: 1.0,
-            burst: 3.0,
+        c.rate_limits.per_user = RateLimit {
+            per_second: 1,
+            burst: 3,
         };
     })
     .await;
@@ -264,4 +265,65 @@ async fn a_user_over_its_rate_limit_gets_429_with_retry_after_and_changes_nothin
         .ok(200);
     tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
     assert_eq!(app.balance(&buyer.token).await, 1_000);
+}
+
+#[tokio::test]
+async fn a_metrics_token_closes_metrics_to_everyone_else() {
+    let app = TestApp::spawn_with(|c| {
+        c.metrics_token = Some(bootstrap::Secret::new("scrape-token-0123"));
+    })
+    .await;
+    app.get("/metrics", None)
+        .await
+        .problem(401, "UNAUTHENTICATED");
+    app.get("/metrics", Some("scrape-token-0124"))
+        .await
+        .problem(401, "UNAUTHENTICATED");
+    // A user's token is no metrics token either.
+    let buyer = app.buyer().await;
+    app.get("/metrics", Some(&buyer.token))
+        .await
+        .problem(401, "UNAUTHENTICATED");
+    let r = app.get("/metrics", Some("scrape-token-0123")).await;
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.raw).contains("http_requests_total"));
+}
+
+#[tokio::test]
+async fn anonymous_sign_ups_and_failed_authentications_have_per_client_budgets() {
+    let app = TestApp::spawn_with(|c| {
+        c.rate_limits.anonymous = RateLimit {
+            per_second: 1,
+            burst: 3,
+        };
+    })
+    .await;
+    for n in 0..3 {
+        app.post(
+            "/api/v1/users",
+            None,
+            &serde_json::json!({"name": format!("u{n}")}),
+        )
+        .await
+        .ok(201);
+    }
+    let refused = app
+        .post("/api/v1/users", None, &serde_json::json!({"name": "u3"}))
+        .await;
+    refused.problem(429, "RATE_LIMITED");
+    assert!(refused.header("retry-after").is_some());
+    // Guessing tokens has a budget of its own, and the admin (a valid token) is not affected.
+    for _ in 0..3 {
+        app.get("/api/v1/users/me", Some("guess"))
+            .await
+            .problem(401, "UNAUTHENTICATED");
+    }
+    app.get("/api/v1/users/me", Some("guess"))
+        .await
+        .problem(429, "RATE_LIMITED");
+    app.get("/api/v1/balance", None)
+        .await
+        .problem(429, "RATE_LIMITED");
+    // Public reads without a token are never touched.
+    app.get("/api/v1/products", None).await.ok(200);
 }

@@ -11,6 +11,7 @@ mod gate;
 mod health;
 mod idempotency;
 mod ranking;
+mod rate_limit;
 mod store;
 
 pub use clock::*;
@@ -19,6 +20,7 @@ pub use gate::*;
 pub use health::*;
 pub use idempotency::*;
 pub use ranking::*;
+pub use rate_limit::*;
 pub use store::*;
 
 /// A store failure that is not a business outcome.

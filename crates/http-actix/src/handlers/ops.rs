@@ -1,8 +1,11 @@
-//! Liveness, readiness and Prometheus metrics.
+//! Liveness, readiness and Prometheus metrics (behind `METRICS_TOKEN` when it is set).
 
 use crate::ApiState;
 use crate::dto::{DependencyDto, LiveDto, ReadyDto};
-use actix_web::{HttpResponse, web};
+use crate::error::{ApiError, Problem};
+use crate::rate_limit::guard_authentication;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 use std::time::Duration;
 
 /// How long one dependency check may take before it counts as down.
@@ -61,14 +64,50 @@ pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     }
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition. With `METRICS_TOKEN` set, only for
+/// `Authorization: Bearer <METRICS_TOKEN>`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String,
-        content_type = "text/plain; version=0.0.4")))]
-pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+    responses(
+        (status = 200, description = "Prometheus text format", body = String,
+            content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "Problem: UNAUTHENTICATED (METRICS_TOKEN is set and the \
+            bearer token is not it)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Problem: RATE_LIMITED (too many failed authentications \
+            from this client; see Retry-After)", body = Problem,
+            content_type = "application/problem+json")),
+    security((), ("metrics_token" = [])))]
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(expected) = state.metrics_token.clone() {
+        // A wrong token counts as a failed authentication, like any other guess.
+        guard_authentication(&req, true, async {
+            if presented_bearer(&req).is_some_and(|token| same_secret(token, &expected)) {
+                Ok(())
+            } else {
+                Err(ApiError::unauthenticated())
+            }
+        })
+        .await?;
+    }
     // Histograms are drained into their buckets here, so no separate upkeep task is needed.
     state.metrics.run_upkeep();
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
+}
+
+/// The credential of an `Authorization: Bearer <token>` header.
+fn presented_bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares without stopping at the first differing byte, so that the time taken does not tell
+/// how much of a guess was right.
+fn same_secret(presented: &str, expected: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }

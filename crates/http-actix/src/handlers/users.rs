@@ -26,6 +26,12 @@ pub async fn sign_up(
     body: JsonBody<SignUpRequest>,
 ) -> ApiResult {
     let (body, raw) = body.into_parts()?;
+    if caller.0.is_none() {
+        // After the body is read: a body that is malformed (400) or never arrives (408)
+        // creates nothing and answers as such; every well-formed anonymous attempt counts,
+        // whether or not it then succeeds.
+        crate::rate_limit::check_sign_up(&req, &state).await?;
+    }
     let shop = state.shop.clone();
     let render = answer(StatusCode::CREATED, |signed: &SignedUp| {
         let user = UserDto::from(signed.user.clone());
