@@ -52,10 +52,15 @@ impl RedisCouponGate {
         Self { conn, margin }
     }
 
-    /// Unix seconds at which the coupon's counters expire.
+    /// Unix seconds at which the coupon's counters expire. A coupon that ends so late that the
+    /// margin would leave the calendar (near year 9999) keeps its counters until its own end:
+    /// checked arithmetic, because a seller chooses `expiresAt`.
     fn expire_at(&self, coupon: &Coupon) -> i64 {
         let floor = OffsetDateTime::now_utc() + MIN_COUNTER_TTL;
-        (coupon.expires_at + self.margin)
+        coupon
+            .expires_at
+            .checked_add(time::Duration::try_from(self.margin).unwrap_or(time::Duration::ZERO))
+            .unwrap_or(coupon.expires_at)
             .max(floor)
             .unix_timestamp()
     }
