@@ -698,8 +698,10 @@ mod tests {
     #[tokio::test]
     async fn another_shop_refuses_a_rolled_token_once_its_cached_version_expires() {
         let store = Arc::new(WatchedStore::default());
-        let mut config = ShopConfig::default();
-        config.token_version_ttl = std::time::Duration::from_millis(100);
+        let config = ShopConfig {
+            token_version_ttl: std::time::Duration::from_millis(100),
+            ..ShopConfig::default()
+        };
         let here = Shop::new(shop_over(store.clone()).ports().clone(), config.clone());
         let there = Shop::new(shop_over(store).ports().clone(), config);
         let user = here.sign_up(None, "a", None, None).await.unwrap();
