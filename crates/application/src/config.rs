@@ -21,8 +21,15 @@ pub struct ShopConfig {
     pub coupon_issue_mode: CouponIssueMode,
     /// How long a `/products/popular` answer is reused.
     pub popular_cache_ttl: std::time::Duration,
-    /// How long a resolved bearer token is reused (users and roles never change).
+    /// How long a resolved `ADMIN_TOKEN` is reused (users and roles never change). An instance
+    /// still configured with a replaced `ADMIN_TOKEN` refuses it at most this long after the
+    /// replacement.
     pub auth_cache_ttl: std::time::Duration,
+    /// How long a user's token version is reused by `authenticate`: a token replaced on
+    /// another instance stops working here at most this long after the replacement (on the
+    /// replacing instance at once). Keeps steady-state authentication free of store round
+    /// trips: one read per active user per period.
+    pub token_version_ttl: std::time::Duration,
     /// How long a coupon's policy is reused on the issue path (policies never change).
     pub coupon_cache_ttl: std::time::Duration,
     /// How long a product page or list page is reused; local changes invalidate it at once, other
@@ -46,6 +53,7 @@ impl Default for ShopConfig {
             coupon_issue_mode: CouponIssueMode::Sync,
             popular_cache_ttl: std::time::Duration::from_secs(1),
             auth_cache_ttl: std::time::Duration::from_secs(60),
+            token_version_ttl: std::time::Duration::from_secs(1),
             coupon_cache_ttl: std::time::Duration::from_secs(5),
             product_cache_ttl: std::time::Duration::from_secs(1),
             outbox_max_attempts: 10,

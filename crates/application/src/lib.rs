@@ -58,15 +58,19 @@ pub struct Shop {
     /// Signs and verifies bearer tokens with the store's secret, loaded on first use
     /// (`users::token_signer`); shared by clones.
     token_signer: Arc<tokio::sync::OnceCell<tokens::TokenSigner>>,
-    /// SHA-256 of the configured `ADMIN_TOKEN`, set by `users::ensure_admin`: the only
-    /// unsigned token that authenticates; shared by clones.
-    admin_token_hash: Arc<std::sync::RwLock<Option<domain::user::TokenHash>>>,
+    /// SHA-256 of the configured `ADMIN_TOKEN` and the bootstrap administrator it belongs to,
+    /// set by `users::ensure_admin`: the only unsigned token that authenticates; shared by
+    /// clones.
+    admin_token_hash: Arc<std::sync::RwLock<Option<(domain::user::TokenHash, domain::UserId)>>>,
 }
 
 /// Short-lived answers reused across requests (see [`cache`] for why each is safe).
 struct Caches {
-    /// SHA-256 of a bearer token → the caller.
+    /// SHA-256 of the `ADMIN_TOKEN` → the caller.
     actors: cache::TtlCache<String, Actor>,
+    /// A user's current token version, as last read (or written) here. Versions only grow:
+    /// an entry is never replaced by a smaller one while fresh.
+    token_versions: cache::TtlCache<domain::UserId, domain::user::TokenVersion>,
     /// A coupon's policy, for the issue path's window check (counters are never read from it).
     coupons: cache::TtlCache<domain::CouponId, domain::coupon::Coupon>,
     popular: cache::TtlCache<(u32, u32), popular::Popular>,
@@ -100,6 +104,7 @@ impl Caches {
     fn new(config: &ShopConfig) -> Self {
         Self {
             actors: cache::TtlCache::new(config.auth_cache_ttl, 100_000),
+            token_versions: cache::TtlCache::new(config.token_version_ttl, 100_000),
             coupons: cache::TtlCache::new(config.coupon_cache_ttl, 10_000),
             popular: cache::TtlCache::new(config.popular_cache_ttl, 1_000),
             products: cache::TtlCache::new(config.product_cache_ttl, 100_000),

@@ -1,9 +1,11 @@
-//! Sign-up, authentication and profiles.
+//! Sign-up, authentication, token replacement and profiles.
 //!
 //! Exactly two kinds of bearer token authenticate:
-//! - a complete signed token handed out at sign-up (`<random>.<user id>.<role>.<mac>`, see
-//!   [`crate::tokens`]): `authenticate` checks its HMAC with the store's secret and touches no
-//!   store at all;
+//! - a complete signed token handed out at sign-up or on a replacement
+//!   (`<random>.<user id>.<role>.<version>.<mac>`, see [`crate::tokens`]): `authenticate`
+//!   checks its HMAC with the store's secret, and that its version is the user's current one,
+//!   read through a cache of `token_version_ttl` (one store read per active user per period,
+//!   none per request);
 //! - the bootstrap `ADMIN_TOKEN` this shop was started with ([`Shop::ensure_admin`]): looked up
 //!   by its SHA-256, hits cached briefly.
 //!
@@ -18,13 +20,24 @@ use crate::support::{retry_on_conflict, sha256_hex};
 use crate::tokens::{self, SignedToken, TokenSigner};
 use crate::{Actor, Shop, ShopError};
 use domain::UserId;
-use domain::user::{NewUser, Role, TokenHash, User, UserName};
+use domain::user::{NewUser, Role, TokenHash, TokenVersion, User, UserName};
+use time::OffsetDateTime;
 
 /// A freshly created user with the only copy of its bearer token.
 #[derive(Debug, Clone)]
 pub struct SignedUp {
     pub user: User,
     pub token: String,
+}
+
+/// A replacement bearer token, with the only copy of it. The user's earlier token no longer
+/// authenticates.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub user: User,
+    pub token: String,
+    pub version: TokenVersion,
+    pub created_at: OffsetDateTime,
 }
 
 /// The name of the bootstrap administrator created by [`Shop::ensure_admin`].
@@ -68,7 +81,7 @@ impl Shop {
         let signed_up = retry_on_conflict("sign_up", || async {
             let mut tx = self.ports.store.begin().await?;
             let user = tx.users().insert(new_user.clone()).await?;
-            let token = signer.sign(&random, user.id, user.role);
+            let token = signer.sign(&random, user.id, user.role, TokenVersion::FIRST);
             let signed_up = SignedUp { user, token };
             record_answer(tx.as_mut(), keyed, &signed_up, new_user.created_at).await?;
             tx.commit().await?;
@@ -87,11 +100,17 @@ impl Shop {
             return Err(ShopError::Unauthenticated);
         }
         if let Some(signed) = SignedToken::parse(token) {
-            return self
+            let actor = self
                 .token_signer()
                 .await?
                 .verify(&signed)
-                .ok_or(ShopError::Unauthenticated);
+                .ok_or(ShopError::Unauthenticated)?;
+            let presented = signed.version();
+            return if self.token_version(actor.user_id, presented).await? == Some(presented) {
+                Ok(actor)
+            } else {
+                Err(ShopError::Unauthenticated)
+            };
         }
         let hash = hash_token(token);
         // Comparing hashes (not tokens) leaks nothing through timing: learning a prefix of the
@@ -120,9 +139,11 @@ impl Shop {
     /// that admin on first start. Idempotent across restarts. From then on this shop (and its
     /// clones) accepts `token`; a later call replaces it.
     ///
-    /// The store has no "change token" operation, so a *different* `ADMIN_TOKEN` on a later
-    /// start creates another admin; the earlier one's token is no longer accepted (only the
-    /// configured one is).
+    /// A *different* `ADMIN_TOKEN` on a later start replaces the bootstrap administrator's
+    /// token (the oldest ADMIN named `admin`: the first user a shop creates) instead of
+    /// creating another admin: its stored hash becomes the new token's and its token version
+    /// moves on, so the earlier token no longer authenticates anywhere (instances still
+    /// configured with it refuse it once their `auth_cache_ttl` has passed).
     pub async fn ensure_admin(&self, token: &str) -> Result<User, ShopError> {
         if token.trim().is_empty() {
             return Err(ShopError::validation("ADMIN_TOKEN", "must not be empty"));
@@ -149,6 +170,22 @@ impl Shop {
                 }
                 return Ok(user);
             }
+            if let Some(admin) = tx.users().oldest_admin_named(BOOTSTRAP_ADMIN_NAME).await? {
+                // Concurrent starts with the same new token: the row lock serializes them, the
+                // second one's hash is then its own (no conflict) and it bumps the version once
+                // more, which only retires signed tokens nobody holds.
+                let (user, version) = tx
+                    .users()
+                    .replace_token(admin.id, hash.clone())
+                    .await?
+                    .ok_or_else(|| ShopError::Internal("bootstrap admin vanished".into()))?;
+                tx.commit().await?;
+                self.caches
+                    .token_versions
+                    .put_unless(user.id, version, |v| *v >= version);
+                tracing::info!(user = %user.id, "bootstrap administrator's token replaced");
+                return Ok(user);
+            }
             let name = UserName::new(BOOTSTRAP_ADMIN_NAME)
                 .map_err(|e| ShopError::Internal(e.to_string()))?;
             let user = tx
@@ -168,8 +205,107 @@ impl Shop {
         *self
             .admin_token_hash
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hash);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((hash, admin.id));
         Ok(admin)
+    }
+
+    /// Rolls the caller's own token: a new one is issued (201, shown once) and the one the
+    /// caller holds stops working, on this instance at once and on the others within
+    /// `token_version_ttl`.
+    /// Errors: `Forbidden` for the bootstrap administrator (its token is `ADMIN_TOKEN`, changed
+    /// in the configuration); `IdempotencyInProgress` as for every keyed change.
+    pub async fn roll_token(
+        &self,
+        caller: Actor,
+        keyed: Option<&Keyed<IssuedToken>>,
+    ) -> Result<IssuedToken, ShopError> {
+        self.replace_token(caller.user_id, keyed).await
+    }
+
+    /// An admin issues a new token for a user who lost theirs; the user's earlier token stops
+    /// working as with [`Shop::roll_token`].
+    /// Errors: `Forbidden` unless the caller is an admin (or for the bootstrap administrator);
+    /// `NotFound` for an unknown user.
+    pub async fn reissue_token(
+        &self,
+        caller: Actor,
+        user: UserId,
+        keyed: Option<&Keyed<IssuedToken>>,
+    ) -> Result<IssuedToken, ShopError> {
+        if !caller.is_admin() {
+            return Err(ShopError::Forbidden(
+                "only an admin may issue tokens for other users".into(),
+            ));
+        }
+        self.replace_token(user, keyed).await
+    }
+
+    async fn replace_token(
+        &self,
+        user: UserId,
+        keyed: Option<&Keyed<IssuedToken>>,
+    ) -> Result<IssuedToken, ShopError> {
+        if self.bootstrap_admin() == Some(user) {
+            return Err(ShopError::Forbidden(
+                "the bootstrap administrator's token is ADMIN_TOKEN: change it in the \
+                 configuration"
+                    .into(),
+            ));
+        }
+        let signer = self.token_signer().await?;
+        let now = self.now();
+        let issued = retry_on_conflict("replace_token", || async {
+            let random = tokens::new_random_part();
+            let mut tx = self.ports.store.begin().await?;
+            let (user, version) = tx
+                .users()
+                .replace_token(user, hash_token(&random))
+                .await?
+                .ok_or_else(|| ShopError::not_found("user", user))?;
+            let issued = IssuedToken {
+                token: signer.sign(&random, user.id, user.role, version),
+                user,
+                version,
+                created_at: now,
+            };
+            record_answer(tx.as_mut(), keyed, &issued, now).await?;
+            tx.commit().await?;
+            Ok(issued)
+        })
+        .await?;
+        // After the commit: from now on this instance refuses every earlier version. A reader
+        // that fetched an older version before the commit cannot overwrite this entry.
+        let version = issued.version;
+        self.caches
+            .token_versions
+            .put_unless(user, version, |cached| *cached >= version);
+        tracing::info!(user = %user, version = version.0, "bearer token replaced");
+        Ok(issued)
+    }
+
+    /// The user's current token version, from the cache when it holds one at least as new as
+    /// the `presented` token's (a token newer than the cached version was issued meanwhile,
+    /// perhaps elsewhere: the store knows). `None` for an unknown user.
+    async fn token_version(
+        &self,
+        user: UserId,
+        presented: TokenVersion,
+    ) -> Result<Option<TokenVersion>, ShopError> {
+        if let Some(cached) = self
+            .caches
+            .token_versions
+            .get_if(&user, |cached| *cached >= presented)
+        {
+            return Ok(Some(cached));
+        }
+        let mut tx = self.ports.store.read().await?;
+        let current = tx.users().token_version(user).await?;
+        if let Some(current) = current {
+            self.caches
+                .token_versions
+                .put_unless(user, current, |cached| *cached >= current);
+        }
+        Ok(current)
     }
 
     /// Whether `hash` is the SHA-256 of the configured `ADMIN_TOKEN`.
@@ -178,7 +314,16 @@ impl Shop {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
-            == Some(hash)
+            .is_some_and(|(configured, _)| configured == hash)
+    }
+
+    /// The user the configured `ADMIN_TOKEN` belongs to.
+    fn bootstrap_admin(&self) -> Option<UserId> {
+        self.admin_token_hash
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, admin)| *admin)
     }
 
     /// The signer over the store's secret, loaded on first use and kept for the life of this
@@ -316,8 +461,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn signed_tokens_authenticate_without_the_store() {
+    async fn signed_tokens_authenticate_without_the_store_while_the_version_is_cached() {
         let (store, shop, _, users) = shop_with_users().await;
+        // One version read per user, then none within `token_version_ttl`.
+        let before = store.opened();
+        for signed in &users {
+            assert_eq!(shop.authenticate(&signed.token).await, Ok(actor_of(signed)));
+        }
+        assert_eq!(store.opened(), before + users.len());
         let before = store.opened();
         store.down.store(true, Ordering::SeqCst);
         for signed in &users {
@@ -356,17 +507,34 @@ mod tests {
         let token = &users[0].token; // BUYER
         let parts: Vec<&str> = token.split('.').collect();
         let other = tokens::new_random_part();
-        // One character of the random part, of the id and of the MAC (a MAC's last character
-        // carries stray bits, so its second-to-last is changed).
+        // One character of the random part, of the id, of the version and of the MAC (a MAC's
+        // last character carries stray bits, so its second-to-last is changed).
         let id = format!("{}", (parts[1].parse::<i64>().unwrap() + 1) % 10);
         let forged = [
-            [&changed(parts[0], 0), parts[1], parts[2], parts[3]].join("."),
-            [parts[0], &id, parts[2], parts[3]].join("."),
-            [parts[0], parts[1], parts[2], &changed(parts[3], 41)].join("."),
-            // A role, a user or a random part chosen by the caller.
-            [parts[0], parts[1], "ADMIN", parts[3]].join("."),
-            [parts[0], "1", parts[2], parts[3]].join("."),
-            [other.as_str(), parts[1], parts[2], parts[3]].join("."),
+            [
+                &changed(parts[0], 0),
+                parts[1],
+                parts[2],
+                parts[3],
+                parts[4],
+            ]
+            .join("."),
+            [parts[0], &id, parts[2], parts[3], parts[4]].join("."),
+            [parts[0], parts[1], parts[2], "2", parts[4]].join("."),
+            [
+                parts[0],
+                parts[1],
+                parts[2],
+                parts[3],
+                &changed(parts[4], 41),
+            ]
+            .join("."),
+            // A role, a user, a random part or a version chosen by the caller.
+            [parts[0], parts[1], "ADMIN", parts[3], parts[4]].join("."),
+            [parts[0], "1", parts[2], parts[3], parts[4]].join("."),
+            [other.as_str(), parts[1], parts[2], parts[3], parts[4]].join("."),
+            // Without the version: the first shape, whose MAC is another one.
+            [parts[0], parts[1], parts[2], parts[4]].join("."),
         ];
         let before = store.opened();
         for token in &forged {
@@ -383,7 +551,7 @@ mod tests {
             "a forged signed token was looked up"
         );
         // A role spelled wrong is not the signed shape: looked up, and unknown.
-        let misspelt = [parts[0], parts[1], "BUYEr", parts[3]].join(".");
+        let misspelt = [parts[0], parts[1], "BUYEr", parts[3], parts[4]].join(".");
         assert_eq!(
             shop.authenticate(&misspelt).await,
             Err(ShopError::Unauthenticated)
@@ -466,10 +634,10 @@ mod tests {
         );
         let first = shop.ensure_admin("first").await.unwrap();
         assert_eq!(shop.authenticate("first").await.unwrap().user_id, first.id);
-        // A restart with another ADMIN_TOKEN: the new admin only.
+        // A restart with another ADMIN_TOKEN: the same admin, with the new token only.
         let restarted = shop_over(store);
         let second = restarted.ensure_admin("second").await.unwrap();
-        assert_ne!(first.id, second.id);
+        assert_eq!(first.id, second.id);
         assert_eq!(
             restarted.authenticate("second").await.unwrap().user_id,
             second.id
@@ -510,6 +678,81 @@ mod tests {
         // One transaction for the insert, none to load the secret again.
         assert_eq!(store.opened(), loaded + 1);
         assert_eq!(shop.authenticate(&a.token).await, Ok(actor_of(&a)));
+    }
+
+    #[tokio::test]
+    async fn a_rolled_token_is_refused_at_once_without_waiting_for_the_cache() {
+        let (store, shop, _, users) = shop_with_users().await;
+        let buyer = &users[0];
+        assert!(shop.authenticate(&buyer.token).await.is_ok()); // cached: version 1
+        let rolled = shop.roll_token(actor_of(buyer), None).await.unwrap();
+        let before = store.opened();
+        assert_eq!(
+            shop.authenticate(&buyer.token).await,
+            Err(ShopError::Unauthenticated)
+        );
+        assert_eq!(shop.authenticate(&rolled.token).await, Ok(actor_of(buyer)));
+        assert_eq!(store.opened(), before, "the roll did not update the cache");
+    }
+
+    #[tokio::test]
+    async fn another_shop_refuses_a_rolled_token_once_its_cached_version_expires() {
+        let store = Arc::new(WatchedStore::default());
+        let config = ShopConfig {
+            token_version_ttl: std::time::Duration::from_millis(100),
+            ..ShopConfig::default()
+        };
+        let here = Shop::new(shop_over(store.clone()).ports().clone(), config.clone());
+        let there = Shop::new(shop_over(store).ports().clone(), config);
+        let user = here.sign_up(None, "a", None, None).await.unwrap();
+        assert!(there.authenticate(&user.token).await.is_ok());
+        let rolled = here.roll_token(actor_of(&user), None).await.unwrap();
+        assert_eq!(
+            here.authenticate(&user.token).await,
+            Err(ShopError::Unauthenticated)
+        );
+        // There, the cached version still admits the old token for at most the TTL...
+        assert!(there.authenticate(&user.token).await.is_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // ...and no longer after it.
+        assert_eq!(
+            there.authenticate(&user.token).await,
+            Err(ShopError::Unauthenticated)
+        );
+        assert_eq!(there.authenticate(&rolled.token).await, Ok(actor_of(&user)));
+    }
+
+    #[tokio::test]
+    async fn a_new_token_works_at_once_on_a_shop_with_an_older_cached_version() {
+        let store = Arc::new(WatchedStore::default());
+        let here = shop_over(store.clone());
+        let there = shop_over(store);
+        let user = here.sign_up(None, "a", None, None).await.unwrap();
+        assert!(there.authenticate(&user.token).await.is_ok()); // caches version 1 there
+        let rolled = here.roll_token(actor_of(&user), None).await.unwrap();
+        assert_eq!(there.authenticate(&rolled.token).await, Ok(actor_of(&user)));
+        // Reading the newer version retired the old token there too.
+        assert_eq!(
+            there.authenticate(&user.token).await,
+            Err(ShopError::Unauthenticated)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bootstrap_admin_token_is_not_rolled_through_the_api() {
+        let (_, shop, admin, _) = shop_with_users().await;
+        assert!(matches!(
+            shop.roll_token(admin, None).await,
+            Err(ShopError::Forbidden(_))
+        ));
+        assert!(matches!(
+            shop.reissue_token(admin, admin.user_id, None).await,
+            Err(ShopError::Forbidden(_))
+        ));
+        assert_eq!(
+            shop.authenticate("an arbitrary admin token").await,
+            Ok(admin)
+        );
     }
 
     #[tokio::test]

@@ -83,6 +83,24 @@ impl UserName {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub String);
 
+/// The generation of a user's bearer token: 1 at sign-up, incremented each time the token is
+/// replaced (rolled by the user, re-issued by an admin, or a changed `ADMIN_TOKEN`). A signed
+/// token carries the version it was issued at and is valid only while that is the user's
+/// current version, which is how a replaced token stops working although it is checked by its
+/// MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenVersion(pub i64);
+
+impl TokenVersion {
+    /// Every user's version before any replacement (and that of tokens without a version).
+    pub const FIRST: Self = Self(1);
+
+    #[must_use]
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
 /// The key that signs bearer tokens (HMAC-SHA256): 32 random bytes, one per store, shared by
 /// every instance on that store and kept across restarts.
 ///

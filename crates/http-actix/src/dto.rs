@@ -147,6 +147,28 @@ pub struct SignedUpDto {
     pub token: String,
 }
 
+/// A replacement bearer token, shown once. The user's earlier token no longer authenticates.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedTokenDto {
+    pub user_id: i64,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&application::users::IssuedToken> for IssuedTokenDto {
+    fn from(issued: &application::users::IssuedToken) -> Self {
+        Self {
+            user_id: issued.user.id.0,
+            token: issued.token.clone(),
+            created_at: utc(issued.created_at),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------- wallet
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -91,6 +91,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: ApiState) {
                 .service(resource("/users", "POST").route(post().to(users::sign_up)))
                 .service(resource("/users/me", "GET").route(get().to(users::me)))
                 .service(resource("/users/{id}", "GET").route(get().to(users::get_user)))
+                // Before `/users/{id}/token`, which would otherwise take "me" as an id.
+                .service(resource("/users/me/token", "POST").route(post().to(users::roll_token)))
+                .service(
+                    resource("/users/{id}/token", "POST").route(post().to(users::reissue_token)),
+                )
                 .service(resource("/balance", "GET").route(get().to(wallet::balance)))
                 .service(resource("/balance/charge", "POST").route(post().to(wallet::charge)))
                 .service(

@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
             problem details (`application/problem+json`) with a stable `code`.",
     ),
     paths(
-        users::sign_up, users::me, users::get_user,
+        users::sign_up, users::me, users::get_user, users::roll_token, users::reissue_token,
         wallet::balance, wallet::charge, wallet::transactions,
         products::list, products::create, products::popular, products::get, products::update,
         products::adjust_stock, products::stock_ledger,
@@ -59,6 +59,29 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
         "get",
         "/api/v1/users/{id}",
         &["VALIDATION_FAILED", "UNAUTHENTICATED", "NOT_FOUND"],
+    ),
+    (
+        "post",
+        "/api/v1/users/me/token",
+        &[
+            "VALIDATION_FAILED",
+            "UNAUTHENTICATED",
+            "FORBIDDEN",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/users/{id}/token",
+        &[
+            "VALIDATION_FAILED",
+            "UNAUTHENTICATED",
+            "FORBIDDEN",
+            "NOT_FOUND",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
+        ],
     ),
     ("get", "/api/v1/balance", &["UNAUTHENTICATED"]),
     (
@@ -368,7 +391,7 @@ mod tests {
         for op in &listed {
             assert!(operations.contains(op), "{op:?} is not an operation");
         }
-        assert_eq!(operations.len(), 26);
+        assert_eq!(operations.len(), 28);
     }
 
     #[test]

@@ -9,6 +9,7 @@ diesel::table! {
         role -> Text,
         token_hash -> Text,
         created_at -> Timestamptz,
+        token_version -> BigInt,
     }
 }
 

@@ -168,3 +168,131 @@ pub async fn the_token_secret_is_stored_once_and_shared_by_every_shop(shop: Shop
         signed.user.id
     );
 }
+
+/// A user's signed-up token and its actor.
+async fn signed_buyer(kit: &Kit, name: &str) -> (application::Actor, String) {
+    let signed = kit.shop.sign_up(None, name, None, None).await.unwrap();
+    let actor = kit.shop.authenticate(&signed.token).await.unwrap();
+    (actor, signed.token)
+}
+
+pub async fn a_rolled_token_replaces_the_old_one_at_once(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let (actor, old) = signed_buyer(&kit, "kim").await;
+    let rolled = kit.shop.roll_token(actor, None).await.unwrap();
+    assert_eq!(rolled.user.id, actor.user_id);
+    assert_eq!(rolled.created_at, kit.now());
+    assert_ne!(rolled.token, old);
+    expect_code(kit.shop.authenticate(&old).await, "UNAUTHENTICATED");
+    assert_eq!(kit.shop.authenticate(&rolled.token).await.unwrap(), actor);
+    // A shop over the same store that never saw the old version refuses it too.
+    let other = Shop::new(kit.shop.ports().clone(), kit.shop.config().clone());
+    expect_code(other.authenticate(&old).await, "UNAUTHENTICATED");
+    assert_eq!(other.authenticate(&rolled.token).await.unwrap(), actor);
+    // Rolling again retires the second token as well.
+    let again = kit.shop.roll_token(actor, None).await.unwrap();
+    expect_code(
+        kit.shop.authenticate(&rolled.token).await,
+        "UNAUTHENTICATED",
+    );
+    assert_eq!(kit.shop.authenticate(&again.token).await.unwrap(), actor);
+}
+
+pub async fn an_admin_reissues_a_lost_token_and_nobody_else_may(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let (actor, old) = signed_buyer(&kit, "kim").await;
+    let (other, other_token) = signed_buyer(&kit, "lee").await;
+    let seller = kit.seller().await;
+    for caller in [other, seller, actor] {
+        expect_code(
+            kit.shop.reissue_token(caller, actor.user_id, None).await,
+            "FORBIDDEN",
+        );
+    }
+    assert_eq!(kit.shop.authenticate(&old).await.unwrap(), actor);
+    expect_code(
+        kit.shop
+            .reissue_token(kit.admin, UserId(999_999), None)
+            .await,
+        "NOT_FOUND",
+    );
+    let issued = kit
+        .shop
+        .reissue_token(kit.admin, actor.user_id, None)
+        .await
+        .unwrap();
+    assert_eq!(issued.user.id, actor.user_id);
+    expect_code(kit.shop.authenticate(&old).await, "UNAUTHENTICATED");
+    assert_eq!(kit.shop.authenticate(&issued.token).await.unwrap(), actor);
+    // Nobody else's token changed.
+    assert_eq!(kit.shop.authenticate(&other_token).await.unwrap(), other);
+}
+
+pub async fn a_changed_admin_token_replaces_the_bootstrap_admins(shop: Shop) {
+    let first_token = format!("first-{}", uuid::Uuid::new_v4());
+    let first = shop.ensure_admin(&first_token).await.unwrap();
+    let kit = Kit::new(shop).await; // bootstraps with yet another token: the same admin
+    assert_eq!(kit.admin.user_id, first.id);
+    let (_, before) = signed_buyer(&kit, "before").await;
+    let before_id = kit.shop.authenticate(&before).await.unwrap().user_id;
+
+    // An instance still running with the old ADMIN_TOKEN (nothing cached yet).
+    let stale = Shop::new(kit.shop.ports().clone(), kit.shop.config().clone());
+    stale.ensure_admin(&first_token).await.unwrap();
+
+    // A restart with a new ADMIN_TOKEN.
+    let restarted = Shop::new(kit.shop.ports().clone(), kit.shop.config().clone());
+    let second = restarted.ensure_admin("second-admin-token").await.unwrap();
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.role, Role::Admin);
+    assert_eq!(
+        restarted
+            .authenticate("second-admin-token")
+            .await
+            .unwrap()
+            .user_id,
+        first.id
+    );
+    expect_code(
+        restarted.authenticate(&first_token).await,
+        "UNAUTHENTICATED",
+    );
+    // The old instance looks its configured token up and no longer finds it.
+    expect_code(stale.authenticate(&first_token).await, "UNAUTHENTICATED");
+    // Starting again with the new token changes nothing.
+    let again = Shop::new(kit.shop.ports().clone(), kit.shop.config().clone());
+    assert_eq!(
+        again.ensure_admin("second-admin-token").await.unwrap().id,
+        first.id
+    );
+    // Still one admin: no user was created by the replacements.
+    let (_, after) = signed_buyer(&kit, "after").await;
+    let after_id = kit.shop.authenticate(&after).await.unwrap().user_id;
+    assert_eq!(after_id, UserId(before_id.0 + 1));
+}
+
+pub async fn concurrent_rolls_leave_exactly_one_working_token(shop: Shop) {
+    let kit = Kit::new(shop).await;
+    let (actor, old) = signed_buyer(&kit, "kim").await;
+    let rolls: Vec<_> = (0..8)
+        .map(|_| {
+            let shop = kit.shop.clone();
+            tokio::spawn(async move { shop.roll_token(actor, None).await })
+        })
+        .collect();
+    let mut tokens = vec![old];
+    for roll in rolls {
+        tokens.push(roll.await.unwrap().unwrap().token);
+    }
+    // Judged here (where every roll updated the cache) and by a shop with no cache at all.
+    let fresh = Shop::new(kit.shop.ports().clone(), kit.shop.config().clone());
+    for shop in [&kit.shop, &fresh] {
+        let mut working = 0;
+        for token in &tokens {
+            if shop.authenticate(token).await.is_ok() {
+                working += 1;
+            }
+        }
+        assert_eq!(working, 1, "tokens that still authenticate");
+    }
+}

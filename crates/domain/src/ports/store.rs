@@ -18,7 +18,7 @@ use crate::product::{
     NewProduct, Product, ProductPatch, ProductStatus, StockChange, StockLedgerEntry,
 };
 use crate::sales::ProductSales;
-use crate::user::{NewUser, TokenHash, TokenSecret, User};
+use crate::user::{NewUser, TokenHash, TokenSecret, TokenVersion, User};
 use crate::wallet::{Wallet, WalletTransaction, WalletTransactionType};
 use crate::{CouponId, CouponIssueId, OrderId, OutboxId, PaymentId, ProductId, UserId};
 use async_trait::async_trait;
@@ -76,6 +76,27 @@ pub trait UserRepository: Send {
     /// # Errors
     /// `Conflict` when a concurrent first start made this attempt fail (run it again).
     async fn token_secret(&mut self, proposed: TokenSecret) -> Result<TokenSecret, RepoError>;
+
+    /// The user's current token version (`None` for an unknown user). A signed token is valid
+    /// only while the version it carries is this one.
+    async fn token_version(&mut self, id: UserId) -> Result<Option<TokenVersion>, RepoError>;
+
+    /// Replaces the user's token: stores `token_hash` and increments the token version by one,
+    /// atomically, returning the user and the new version (`None` for an unknown user, nothing
+    /// changed). Concurrent replacements of one user are serialized and each gets a distinct
+    /// version, so the last one to commit holds the highest version and the only valid token.
+    ///
+    /// # Errors
+    /// `Conflict` when `token_hash` is another user's (hashes are unique).
+    async fn replace_token(
+        &mut self,
+        id: UserId,
+        token_hash: TokenHash,
+    ) -> Result<Option<(User, TokenVersion)>, RepoError>;
+
+    /// The oldest ADMIN named `name` (the bootstrap administrator is the first user a shop
+    /// creates, with a fixed name), if any.
+    async fn oldest_admin_named(&mut self, name: &str) -> Result<Option<User>, RepoError>;
 }
 
 /// A signed change of one wallet, applied only if its conditions hold.

@@ -1,13 +1,15 @@
-//! `POST /users`, `GET /users/me`, `GET /users/{id}`.
+//! `POST /users`, `GET /users/me`, `GET /users/{id}`, `POST /users/me/token`,
+//! `POST /users/{id}/token`.
 
 use super::{ApiResult, answer, ok};
 use crate::ApiState;
-use crate::dto::{SignUpRequest, SignedUpDto, UserDto};
+use crate::dto::{IssuedTokenDto, SignUpRequest, SignedUpDto, UserDto};
 use crate::extract::{Authenticated, JsonBody, MaybeAuthenticated, path_id};
 use crate::idempotency::change;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, web};
-use application::users::SignedUp;
+use application::Actor;
+use application::users::{IssuedToken, SignedUp};
 use domain::UserId;
 
 /// Creates a user and hands out its bearer token, once.
@@ -83,4 +85,71 @@ pub async fn get_user(
 ) -> ApiResult {
     let id: UserId = path_id(&req)?;
     ok(UserDto::from(state.shop.get_user(auth.0, id).await?))
+}
+
+/// Rolls the caller's bearer token: answers a new one, once, and the token used for this
+/// request stops working (on this instance at once, on every other within about a second).
+#[utoipa::path(post, path = "/api/v1/users/me/token", tag = "users",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1..255 printable ASCII; replays the first answer (which carries the \
+            new token) for 24 hours. After the roll the old token no longer authenticates, so \
+            a retry must come from a client that still holds a working token of this user")),
+    responses((status = 201, description = "The new token; the old one is retired",
+        body = IssuedTokenDto)),
+    security(("bearer" = [])))]
+pub async fn roll_token(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    auth: Authenticated,
+) -> ApiResult {
+    let actor = auth.0;
+    let shop = state.shop.clone();
+    issue(&req, actor, move |keyed| async move {
+        shop.roll_token(actor, keyed.as_ref()).await
+    })
+    .await
+}
+
+/// An admin issues a new bearer token for a user who lost theirs; the user's earlier token
+/// stops working as with `POST /users/me/token`.
+#[utoipa::path(post, path = "/api/v1/users/{id}/token", tag = "users",
+    params(
+        ("id" = i64, Path, description = "User id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1..255 printable ASCII; replays the first answer (which carries the \
+                new token) to the same admin for 24 hours")),
+    responses((status = 201, description = "The user's new token; the old one is retired",
+        body = IssuedTokenDto)),
+    security(("bearer" = [])))]
+pub async fn reissue_token(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    auth: Authenticated,
+) -> ApiResult {
+    let actor = auth.0;
+    let id: UserId = path_id(&req)?;
+    let shop = state.shop.clone();
+    issue(&req, actor, move |keyed| async move {
+        shop.reissue_token(actor, id, keyed.as_ref()).await
+    })
+    .await
+}
+
+/// Runs a token replacement as a keyed change (the requests have no body: the key, the caller
+/// and the path identify them) and answers 201 with the new token, never cached.
+async fn issue<F, Fut>(req: &HttpRequest, actor: Actor, work: F) -> ApiResult
+where
+    F: FnOnce(Option<application::idempotency::Keyed<IssuedToken>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<IssuedToken, application::ShopError>> + Send + 'static,
+{
+    let render = answer(StatusCode::CREATED, |issued: &IssuedToken| {
+        IssuedTokenDto::from(issued)
+    });
+    let mut response = change(req, Some(actor), &[], render, work).await?;
+    // The only copy of a credential, replays included.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }

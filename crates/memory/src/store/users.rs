@@ -2,14 +2,15 @@
 //!
 //! Invariants: every user has exactly one wallet, created in the same write; `by_token` maps
 //! each stored token hash to its user and nothing else (token hashes are unique, like a UNIQUE
-//! index: a second user with the same hash is refused with `Conflict`). The token-signing
-//! secret is set at most once and never changes afterwards.
+//! index: a second user with the same hash is refused with `Conflict`); `tokens` holds each
+//! user's current hash and version, the hash being the one `by_token` maps to that user. The
+//! token-signing secret is set at most once and never changes afterwards.
 
 use super::{MemoryTx, Sequences};
 use async_trait::async_trait;
 use domain::UserId;
 use domain::ports::{RepoError, UserRepository};
-use domain::user::{NewUser, TokenHash, TokenSecret, User};
+use domain::user::{NewUser, Role, TokenHash, TokenSecret, TokenVersion, User};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Default)]
@@ -17,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 pub(super) struct UsersTable {
     rows: BTreeMap<UserId, User>,
     by_token: HashMap<TokenHash, UserId>,
+    tokens: HashMap<UserId, (TokenHash, TokenVersion)>,
     token_secret: Option<TokenSecret>,
 }
 
@@ -38,11 +40,16 @@ impl UserRepository for MemoryTx {
         };
         state.users.rows.insert(id, row.clone());
         state.users.by_token.insert(user.token_hash.clone(), id);
+        state
+            .users
+            .tokens
+            .insert(id, (user.token_hash.clone(), TokenVersion::FIRST));
         state.wallets.open(id, user.created_at);
         let token = user.token_hash;
         self.on_rollback(move |s| {
             s.users.rows.remove(&id);
             s.users.by_token.remove(&token);
+            s.users.tokens.remove(&id);
             s.wallets.close(id);
         });
         Ok(row)
@@ -68,5 +75,53 @@ impl UserRepository for MemoryTx {
         self.state_mut()?.users.token_secret = Some(proposed.clone());
         self.on_rollback(|s| s.users.token_secret = None);
         Ok(proposed)
+    }
+
+    async fn token_version(&mut self, id: UserId) -> Result<Option<TokenVersion>, RepoError> {
+        Ok(self.state().users.tokens.get(&id).map(|(_, v)| *v))
+    }
+
+    async fn replace_token(
+        &mut self,
+        id: UserId,
+        token_hash: TokenHash,
+    ) -> Result<Option<(User, TokenVersion)>, RepoError> {
+        let users = &self.state().users;
+        let (Some(user), Some((old_hash, old_version))) =
+            (users.rows.get(&id).cloned(), users.tokens.get(&id).cloned())
+        else {
+            return Ok(None);
+        };
+        if users
+            .by_token
+            .get(&token_hash)
+            .is_some_and(|owner| *owner != id)
+        {
+            return Err(RepoError::Conflict(
+                "a user with this token already exists".into(),
+            ));
+        }
+        let version = old_version.next();
+        let users = &mut self.state_mut()?.users;
+        users.by_token.remove(&old_hash);
+        users.by_token.insert(token_hash.clone(), id);
+        users.tokens.insert(id, (token_hash.clone(), version));
+        self.on_rollback(move |s| {
+            s.users.by_token.remove(&token_hash);
+            s.users.by_token.insert(old_hash.clone(), id);
+            s.users.tokens.insert(id, (old_hash, old_version));
+        });
+        Ok(Some((user, version)))
+    }
+
+    async fn oldest_admin_named(&mut self, name: &str) -> Result<Option<User>, RepoError> {
+        // Rows are ordered by id: the first match is the oldest.
+        Ok(self
+            .state()
+            .users
+            .rows
+            .values()
+            .find(|u| u.role == Role::Admin && u.name == name)
+            .cloned())
     }
 }

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use domain::UserId;
 use domain::ports::{RepoError, UserRepository};
-use domain::user::{NewUser, Role, TokenHash, TokenSecret, User};
+use domain::user::{NewUser, Role, TokenHash, TokenSecret, TokenVersion, User};
 use time::OffsetDateTime;
 
 #[derive(Queryable, Selectable)]
@@ -72,6 +72,53 @@ impl UserRepository for PgTransaction {
         let conn = self.conn()?;
         let found = users::table
             .filter(users::token_hash.eq(&token.0))
+            .select(UserRow::as_select())
+            .first(conn)
+            .await
+            .optional();
+        self.check(found)?.map(UserRow::into_domain).transpose()
+    }
+
+    async fn token_version(&mut self, id: UserId) -> Result<Option<TokenVersion>, RepoError> {
+        let conn = self.conn()?;
+        let found = users::table
+            .find(id.0)
+            .select(users::token_version)
+            .first::<i64>(conn)
+            .await
+            .optional();
+        Ok(self.check(found)?.map(TokenVersion))
+    }
+
+    /// One conditional `UPDATE ... RETURNING`: the row lock it takes serializes concurrent
+    /// replacements of one user, and each reads the version its predecessor committed.
+    async fn replace_token(
+        &mut self,
+        id: UserId,
+        token_hash: TokenHash,
+    ) -> Result<Option<(User, TokenVersion)>, RepoError> {
+        let conn = self.conn()?;
+        let updated = diesel::update(users::table.find(id.0))
+            .set((
+                users::token_hash.eq(&token_hash.0),
+                users::token_version.eq(users::token_version + 1),
+            ))
+            .returning((UserRow::as_returning(), users::token_version))
+            .get_result::<(UserRow, i64)>(conn)
+            .await
+            .optional();
+        match self.check(updated)? {
+            Some((row, version)) => Ok(Some((row.into_domain()?, TokenVersion(version)))),
+            None => Ok(None),
+        }
+    }
+
+    async fn oldest_admin_named(&mut self, name: &str) -> Result<Option<User>, RepoError> {
+        let conn = self.conn()?;
+        let found = users::table
+            .filter(users::role.eq(Role::Admin.as_str()))
+            .filter(users::name.eq(name))
+            .order(users::id.asc())
             .select(UserRow::as_select())
             .first(conn)
             .await
