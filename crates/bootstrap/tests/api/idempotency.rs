@@ -235,3 +235,47 @@ async fn malformed_keys_are_refused() {
     }
     assert_eq!(app.balance(&buyer.token).await, 0);
 }
+
+/// A key's scope is the matched route and its parameters, not the raw path: two spellings of
+/// one resource share the key (one charge, one order cancel), and replays say so.
+#[tokio::test]
+async fn two_spellings_of_one_route_are_one_scope() {
+    let app = TestApp::spawn().await;
+    let buyer = app.buyer().await;
+    let body = json!({"amount": 500}).to_string();
+    let key = [("Idempotency-Key", "spelled-twice")];
+    let first = app
+        .post_raw("/api/v1/balance/%63harge", Some(&buyer.token), &body, &key)
+        .await;
+    first.ok(200);
+    let again = app
+        .post_raw("/api/v1/balance/charge", Some(&buyer.token), &body, &key)
+        .await;
+    assert_eq!((again.status, &again.raw), (200, &first.raw));
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+    assert_eq!(app.balance(&buyer.token).await, 500, "one charge");
+
+    let seller = app.seller().await;
+    let product = app.product(&seller, 1_000, 5).await;
+    let order = app.order_id(&buyer.token, &[(product, 1)]).await;
+    let key = [("Idempotency-Key", "cancel-spelled-twice")];
+    let canceled = app
+        .post_raw(
+            &format!("/api/v1/orders/{order}/cancel"),
+            Some(&buyer.token),
+            "",
+            &key,
+        )
+        .await;
+    canceled.ok(200);
+    let again = app
+        .post_raw(
+            &format!("/api/v1/orders/0{order}/cancel"),
+            Some(&buyer.token),
+            "",
+            &key,
+        )
+        .await;
+    assert_eq!((again.status, &again.raw), (200, &canceled.raw));
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+}

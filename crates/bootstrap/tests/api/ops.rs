@@ -144,6 +144,8 @@ const API_PATHS: &[(&str, &[&str])] = &[
     ("/api/v1/users", &["post"]),
     ("/api/v1/users/me", &["get"]),
     ("/api/v1/users/{id}", &["get"]),
+    ("/api/v1/users/me/token", &["post"]),
+    ("/api/v1/users/{id}/token", &["post"]),
     ("/api/v1/balance", &["get"]),
     ("/api/v1/balance/charge", &["post"]),
     ("/api/v1/balance/transactions", &["get"]),
