@@ -1,5 +1,6 @@
 //! Operator views: the outbox and its re-drive.
 
+use crate::idempotency::{Keyed, record_answer};
 use crate::support::check_cursor;
 use crate::{Actor, Shop, ShopError};
 use domain::OutboxId;
@@ -33,12 +34,19 @@ impl Shop {
 
     /// FAILED → READY. Errors: `Forbidden`, `NotFound`, `OutboxEventNotFailed` (the event is
     /// READY or SENT: a conflict with its state, not a malformed request).
-    pub async fn retry_outbox(&self, actor: Actor, id: OutboxId) -> Result<OutboxEvent, ShopError> {
+    /// With `keyed`, the answer is stored in the re-drive's transaction.
+    pub async fn retry_outbox(
+        &self,
+        actor: Actor,
+        id: OutboxId,
+        keyed: Option<&Keyed<OutboxEvent>>,
+    ) -> Result<OutboxEvent, ShopError> {
         require_admin(actor)?;
         let now = self.now();
         let mut tx = self.ports.store.begin().await?;
         match tx.outbox().retry(id, now).await? {
             OutboxRetry::Requeued(event) => {
+                record_answer(tx.as_mut(), keyed, &event, now).await?;
                 tx.commit().await?;
                 tracing::info!(outbox = %id, admin = %actor.user_id, "outbox event re-driven");
                 Ok(*event)

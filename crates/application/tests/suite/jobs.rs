@@ -171,7 +171,11 @@ pub async fn relay_backs_off_then_fails_and_an_admin_re_drives(shop: Shop) {
     let failed = kit.outbox(Some(OutboxStatus::Failed)).await;
     assert_eq!(failed.len(), 1);
 
-    let requeued = kit.shop.retry_outbox(kit.admin, row.id).await.unwrap();
+    let requeued = kit
+        .shop
+        .retry_outbox(kit.admin, row.id, None)
+        .await
+        .unwrap();
     assert_eq!(
         (requeued.status, requeued.attempts),
         (OutboxStatus::Ready, 0)
@@ -182,11 +186,13 @@ pub async fn relay_backs_off_then_fails_and_an_admin_re_drives(shop: Shop) {
     assert_eq!(kit.publisher.published().len(), 1);
     // A SENT event is not FAILED: a conflict with its state.
     expect_code(
-        kit.shop.retry_outbox(kit.admin, row.id).await,
+        kit.shop.retry_outbox(kit.admin, row.id, None).await,
         "OUTBOX_EVENT_NOT_FAILED",
     );
     expect_code(
-        kit.shop.retry_outbox(kit.admin, OutboxId(999_999)).await,
+        kit.shop
+            .retry_outbox(kit.admin, OutboxId(999_999), None)
+            .await,
         "NOT_FOUND",
     );
 }
@@ -240,7 +246,10 @@ pub async fn outbox_admin_is_for_admins_only(shop: Shop) {
     };
     for actor in [seller, buyer] {
         expect_code(kit.shop.outbox(actor, None, page).await, "FORBIDDEN");
-        expect_code(kit.shop.retry_outbox(actor, OutboxId(1)).await, "FORBIDDEN");
+        expect_code(
+            kit.shop.retry_outbox(actor, OutboxId(1), None).await,
+            "FORBIDDEN",
+        );
     }
     let p = kit.product(seller, 1_000, 20).await.id;
     for _ in 0..3 {

@@ -74,6 +74,14 @@ async fn admins_see_the_outbox_events_of_payments_and_refunds() {
         )
         .await;
     r.problem(409, "OUTBOX_EVENT_NOT_FAILED");
+    // Like every state-changing POST it takes an Idempotency-Key: the refusal is replayed.
+    let key = [("Idempotency-Key", "redrive-1")];
+    let path = format!("/api/v1/admin/outbox/{id}/retry");
+    let first = app.post_raw(&path, Some(&app.admin_token), "", &key).await;
+    first.problem(409, "OUTBOX_EVENT_NOT_FAILED");
+    let again = app.post_raw(&path, Some(&app.admin_token), "", &key).await;
+    assert_eq!((again.status, &again.raw), (409, &first.raw));
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
     app.post_raw(
         "/api/v1/admin/outbox/999999/retry",
         Some(&app.admin_token),

@@ -1,12 +1,14 @@
 //! Operator views under `/api/v1/admin` (ADMIN only).
 
-use super::{ApiResult, ok};
+use super::{ApiResult, answer, ok};
 use crate::ApiState;
 use crate::dto::{OutboxEventDto, OutboxPage};
 use crate::extract::{Authenticated, QueryParams, encode_cursor, path_id};
+use crate::idempotency::change;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use domain::OutboxId;
-use domain::outbox::OutboxStatus;
+use domain::outbox::{OutboxEvent, OutboxStatus};
 
 /// Outbox rows, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin",
@@ -34,12 +36,21 @@ pub async fn outbox(
 
 /// Puts a FAILED event back to READY.
 #[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin",
-    params(("id" = i64, Path, description = "Outbox row id")),
+    params(("id" = i64, Path, description = "Outbox row id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1..255 printable ASCII; replays the first answer")),
     responses((status = 200, body = OutboxEventDto)),
     security(("bearer" = [])))]
 pub async fn retry(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
+    let actor = auth.0;
     let id: OutboxId = path_id(&req)?;
-    ok(OutboxEventDto::from(
-        state.shop.retry_outbox(auth.0, id).await?,
-    ))
+    let shop = state.shop.clone();
+    let render = answer(StatusCode::OK, |event: &OutboxEvent| {
+        OutboxEventDto::from(event.clone())
+    });
+    // The request has no body: the key alone identifies it (the path carries the event id).
+    change(&req, Some(actor), &[], render, move |keyed| async move {
+        shop.retry_outbox(actor, id, keyed.as_ref()).await
+    })
+    .await
 }
