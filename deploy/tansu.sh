@@ -13,9 +13,11 @@
 set -euo pipefail
 
 TANSU_VERSION=0.6.0
-# memory (the default, fast) and postgres (durable: a broker killed and restarted keeps its
-# topics; the fault tests use it). A cache built with other features is rebuilt.
-TANSU_FEATURES=dynostore,postgres
+# Storage engines: memory (dynostore; the default, fast), SQLite (libsql; durable and creates
+# its own tables: the broker-crash test kills and restarts a broker on it) and PostgreSQL
+# (postgres; durable, but it needs tansu's schema applied first, which is not part of the
+# crates.io package). A cache built with other features is rebuilt.
+TANSU_FEATURES=dynostore,postgres,libsql
 TANSU_HOME=${TANSU_HOME:-"$HOME/.cache/shop-tansu"}
 TANSU_PORT=${TANSU_PORT:-9092}
 PID_FILE="$TANSU_HOME/tansu-$TANSU_PORT.pid"
