@@ -16,6 +16,13 @@ export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:9092}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
 deploy/services.sh up
+
+# On a new machine the broker's one-time build and the workspace's build run side by side (both
+# are long and neither waits for the other); on a warm machine both are no-ops.
+deploy/tansu.sh install &
+tansu_install=$!
+cargo test --no-run --workspace --features messaging-kafka/kafka-tests --quiet
+wait "$tansu_install"
 deploy/tansu.sh start
 
 if cargo nextest --version >/dev/null 2>&1; then
