@@ -29,13 +29,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::Database;
 use e2e::{Shop, try_request};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, NoTls};
 
 const ADMIN: &str = "e2e-crash-admin-token-0123456789";
 /// Short, so that orders left unpaid by the kill expire soon after the restart.
@@ -45,87 +47,6 @@ const LOAD_THREADS: usize = 8;
 const KILL_AFTER_SUCCESSES: usize = 1_500;
 const AFTER_RESTART_THREADS: usize = 4;
 const AFTER_RESTART_ITERATIONS: usize = 25;
-
-// ---------------------------------------------------------------------------------------------
-// The database: created fresh, dropped at the end (also when the test fails).
-
-struct Database {
-    server: String,
-    name: String,
-    runtime: tokio::runtime::Runtime,
-    client: Client,
-}
-
-impl Database {
-    fn create() -> Self {
-        let server = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-            .trim_end_matches('/')
-            .to_owned();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("shop_crash_{}_{nanos}", std::process::id());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let admin = runtime.block_on(connect(&format!("{server}/postgres")));
-        runtime
-            .block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
-            .expect("CREATE DATABASE");
-        let client = runtime.block_on(connect(&format!("{server}/{name}")));
-        Self {
-            server,
-            name,
-            runtime,
-            client,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", self.server, self.name)
-    }
-
-    fn rows(&self, sql: &str) -> Vec<tokio_postgres::Row> {
-        self.runtime
-            .block_on(self.client.query(sql, &[]))
-            .unwrap_or_else(|e| panic!("{e}: {sql}"))
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.rows(sql)[0].get(0)
-    }
-
-    /// Runs a query that lists violations (one text column); returns them.
-    fn violations(&self, sql: &str) -> Vec<String> {
-        self.rows(sql).iter().map(|row| row.get(0)).collect()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let url = format!("{}/postgres", self.server);
-        self.runtime.block_on(async move {
-            let admin = connect(&url).await;
-            let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        });
-    }
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {url}: {e}"));
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
 
 // ---------------------------------------------------------------------------------------------
 // What the clients were told.
@@ -829,7 +750,7 @@ const INVARIANTS: &[(&str, &str)] = &[
 
 #[test]
 fn kill_9_under_load_loses_nothing_committed_and_keeps_every_invariant() {
-    let db = Database::create();
+    let db = Database::create("crash");
     let mut first = start(&db);
     let prepared = prepare(&first, &db);
     let ctx = prepared.ctx;

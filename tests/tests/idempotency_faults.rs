@@ -36,6 +36,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{Database, connect};
 use e2e::Shop;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,7 +47,6 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio_postgres::{Client, NoTls};
 
 const ADMIN: &str = "e2e-idempotency-faults-admin-token-0123";
 /// Every buyer's wallet before the test (payments cost 100 each).
@@ -65,98 +67,6 @@ fn keys_per_endpoint() -> usize {
 
 fn threads() -> usize {
     knob("IDEM_FAULTS_THREADS", 8).max(1)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The database: created fresh, dropped at the end (also when the test fails).
-
-struct Database {
-    server: String,
-    name: String,
-    runtime: tokio::runtime::Runtime,
-    client: Client,
-    /// This client's own session, which the session killer spares.
-    pid: i32,
-}
-
-impl Database {
-    fn create() -> Self {
-        let server = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-            .trim_end_matches('/')
-            .to_owned();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!(
-            "shop_idem_{}_{}",
-            std::process::id(),
-            nanos % 1_000_000_000_000
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let admin = runtime.block_on(connect(&format!("{server}/postgres")));
-        runtime
-            .block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
-            .expect("CREATE DATABASE");
-        let client = runtime.block_on(connect(&format!("{server}/{name}")));
-        let pid = runtime
-            .block_on(client.query_one("SELECT pg_backend_pid()", &[]))
-            .unwrap()
-            .get(0);
-        Self {
-            server,
-            name,
-            runtime,
-            client,
-            pid,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", self.server, self.name)
-    }
-
-    fn rows(&self, sql: &str) -> Vec<tokio_postgres::Row> {
-        self.runtime
-            .block_on(self.client.query(sql, &[]))
-            .unwrap_or_else(|e| panic!("{e}: {sql}"))
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.rows(sql)[0].get(0)
-    }
-
-    /// Runs a query that lists violations (one text column).
-    fn violations(&self, sql: &str) -> Vec<String> {
-        self.rows(sql).iter().map(|row| row.get(0)).collect()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let url = format!("{}/postgres", self.server);
-        self.runtime.block_on(async move {
-            let admin = connect(&url).await;
-            let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        });
-    }
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {url}: {e}"));
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1154,7 +1064,7 @@ fn sql_effects(db: &Database) -> BTreeMap<String, usize> {
 // Test 1: clients that reset their connections.
 
 fn client_resets(endpoint: Endpoint, postgres: bool) {
-    let db = postgres.then(Database::create);
+    let db = postgres.then(|| Database::create("idem"));
     let env = shop_env(db.as_ref());
     let mut shop = start(&env);
     let threads = threads();
@@ -1372,7 +1282,7 @@ fn verify_mixed(
 
 #[test]
 fn terminated_sessions_during_keyed_charges_and_orders_leave_one_effect_per_key() {
-    let db = Database::create();
+    let db = Database::create("idem");
     let env = shop_env(Some(&db));
     let mut shop = start(&env);
     let fixture = prepare(&shop, threads(), 0);
@@ -1389,7 +1299,9 @@ fn terminated_sessions_during_keyed_charges_and_orders_leave_one_effect_per_key(
     let kills = Arc::new(AtomicUsize::new(0));
     let until = Instant::now() + Duration::from_secs(knob("IDEM_FAULTS_KILL_SECONDS", 25) as u64);
     let killer = {
-        let (url, spare, stop, kills) = (db.url(), db.pid, stop.clone(), kills.clone());
+        // The test's own session (its checks) is spared by the killer.
+        let spare: i32 = db.rows("SELECT pg_backend_pid()")[0].get(0);
+        let (url, stop, kills) = (db.url(), stop.clone(), kills.clone());
         std::thread::spawn(move || session_killer(url, spare, stop, until, kills))
     };
     // A few client resets too, so that some retries overlap a request still running.
@@ -1441,7 +1353,7 @@ fn terminated_sessions_during_keyed_charges_and_orders_leave_one_effect_per_key(
 
 #[test]
 fn sigkill_between_commit_and_answer_leaves_one_effect_per_key() {
-    let db = Database::create();
+    let db = Database::create("idem");
     let env = shop_env(Some(&db));
     let mut first = start(&env);
     let fixture = prepare(&first, knob("IDEM_FAULTS_KILL_THREADS", 16), 0);
