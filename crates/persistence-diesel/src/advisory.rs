@@ -27,8 +27,9 @@
 
 use crate::config::{PgConfig, redact};
 use crate::error;
+use crate::session::Session;
 use diesel::sql_types::{BigInt, Bool};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use domain::ports::RepoError;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -50,7 +51,7 @@ pub struct AdvisoryLocks {
 
 #[derive(Default)]
 struct State {
-    conn: Option<AsyncPgConnection>,
+    conn: Option<Session>,
     /// The locks this holder believes it has.
     held: BTreeSet<i64>,
 }
@@ -185,7 +186,7 @@ impl AdvisoryLocks {
                 .bounded(async {
                     conn.batch_execute("SELECT pg_advisory_unlock_all()")
                         .await
-                        .map_err(error::from_diesel)
+                        .map_err(|e| error::from_session(&conn, e))
                 })
                 .await;
             if let Err(e) = released {
@@ -200,29 +201,25 @@ impl AdvisoryLocks {
         if state.conn.is_some() {
             return Ok(false);
         }
-        let mut conn = match tokio::time::timeout(
-            self.connect_timeout,
-            AsyncPgConnection::establish(&self.url),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(RepoError::Unavailable(format!(
-                    "cannot connect to the database for advisory locks: {e}"
-                )));
-            }
-            Err(_) => {
-                return Err(RepoError::Unavailable(format!(
-                    "cannot connect to the database for advisory locks within {:?}",
-                    self.connect_timeout
-                )));
-            }
-        };
+        let mut conn =
+            match tokio::time::timeout(self.connect_timeout, Session::connect(&self.url)).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    return Err(RepoError::Unavailable(format!(
+                        "cannot connect to the database for advisory locks: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(RepoError::Unavailable(format!(
+                        "cannot connect to the database for advisory locks within {:?}",
+                        self.connect_timeout
+                    )));
+                }
+            };
         self.bounded(async {
             conn.batch_execute(&format!("SET application_name = '{APPLICATION_NAME}'"))
                 .await
-                .map_err(error::from_diesel)
+                .map_err(|e| error::from_session(&conn, e))
         })
         .await?;
         let before: Vec<i64> = std::mem::take(&mut state.held).into_iter().collect();
@@ -269,28 +266,24 @@ impl AdvisoryLocks {
 const LOCK: &str = "SELECT pg_try_advisory_lock($1) AS answer";
 const UNLOCK: &str = "SELECT pg_advisory_unlock($1) AS answer";
 
-async fn lock_query(
-    conn: &mut AsyncPgConnection,
-    sql: &'static str,
-    key: i64,
-) -> Result<bool, RepoError> {
+async fn lock_query(conn: &mut Session, sql: &'static str, key: i64) -> Result<bool, RepoError> {
     use diesel_async::RunQueryDsl;
     diesel::sql_query(sql)
         .bind::<BigInt, _>(key)
-        .get_result::<Answer>(conn)
+        .get_result::<Answer>(&mut **conn)
         .await
         .map(|a| a.answer)
-        .map_err(error::from_diesel)
+        .map_err(|e| error::from_session(conn, e))
 }
 
 /// The connection, and so every lock on it, is alive.
-async fn confirm(conn: &mut AsyncPgConnection) -> Result<bool, RepoError> {
+async fn confirm(conn: &mut Session) -> Result<bool, RepoError> {
     use diesel_async::RunQueryDsl;
     diesel::sql_query("SELECT true AS answer")
-        .get_result::<Answer>(conn)
+        .get_result::<Answer>(&mut **conn)
         .await
         .map(|a| a.answer)
-        .map_err(error::from_diesel)
+        .map_err(|e| error::from_session(conn, e))
 }
 
 #[cfg(test)]

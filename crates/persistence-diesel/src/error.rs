@@ -22,40 +22,50 @@
 //! conditional update let something through that it should not have: a bug, hence `Internal`.
 //!
 //! # Where the SQLSTATE comes from
-//! diesel-async 0.9 (`AsyncPgConnection`) reads the SQLSTATE of every server error from
-//! tokio-postgres, maps eight of them to a [`DatabaseErrorKind`] (`23505` unique, `23503`
-//! foreign key, `23001` restrict, `23P01` exclusion, `40001` serialization, `25006` read-only,
-//! `23502` not null, `23514` check) and wraps the rest as `DatabaseErrorKind::Unknown` in a
-//! private type that implements only [`DatabaseErrorInformation`]: message, detail, hint,
-//! table, column, constraint and position. The code itself is dropped there and nothing in
-//! diesel 2.3's trait (which has no `Any` bound) gives it back. So:
+//! diesel-async 0.9 (`AsyncPgConnection`) maps eight SQLSTATEs to a [`DatabaseErrorKind`]
+//! (`23505` unique, `23503` foreign key, `23001` restrict, `23P01` exclusion, `40001`
+//! serialization, `25006` read-only, `23502` not null, `23514` check) and drops the code of
+//! every other server error (`Unknown`). So:
 //!
 //! - a mapped kind *is* its SQLSTATE ([`sql_state`]);
+//! - for `Unknown`, the code is the one the [`Session`] heard on its socket with that error
+//!   (see [`crate::session`]): errors of a statement are mapped with [`from_session`];
 //! - a driver error without any SQLSTATE (socket closed, cannot send) arrives as
 //!   `UnableToSendCommand` or `ClosedConnection`;
-//! - for `Unknown`, the SQLSTATE of the few server errors this policy must tell apart
-//!   (`40P01`, `55P03`, `57014`, `57P0x`, `53300`, `08xxx`) is recovered from the primary
-//!   message that PostgreSQL raises them with ([`erased_sql_state`], English server messages,
-//!   the default `lc_messages`). That one table is the only place that reads a message, and
-//!   only to name the code; an unrecognised `Unknown` error is `Internal`. It goes away once
-//!   the driver hands the SQLSTATE through.
+//! - an `Unknown` error with no code (not from a session) is `Internal`.
+//!
+//! The server's message is never read to classify an error (it follows `lc_messages`).
 
+use crate::session::Session;
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use domain::ports::RepoError;
+use std::borrow::Cow;
 
-/// A query error.
+/// An error that no session can tell more about (pool set-up, a connection that is not a
+/// [`Session`]): `Unknown` server errors are `Internal`.
 pub fn from_diesel(error: DieselError) -> RepoError {
+    classify_error(error, None)
+}
+
+/// A statement's error on `session`, with the SQLSTATE the session heard for it.
+pub fn from_session(session: &Session, error: DieselError) -> RepoError {
+    classify_error(error, Some(session))
+}
+
+fn classify_error(error: DieselError, session: Option<&Session>) -> RepoError {
     match error {
         DieselError::DatabaseError(kind, info) => {
             let detailed = describe(info.as_ref());
-            match sql_state(kind, info.as_ref()) {
-                Some(code) => classify(code, detailed),
+            match sql_state(kind, info.as_ref(), session) {
+                Some(code) => classify(&code, detailed),
                 // No SQLSTATE at all: the driver lost or could not use the socket.
                 None if is_driver_failure(kind) => RepoError::Unavailable(detailed),
                 None => RepoError::Internal(detailed),
             }
         }
-        DieselError::RollbackErrorOnCommit { commit_error, .. } => from_diesel(*commit_error),
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => {
+            classify_error(*commit_error, session)
+        }
         other => RepoError::Internal(other.to_string()),
     }
 }
@@ -79,13 +89,15 @@ fn classify(code: &str, detailed: String) -> RepoError {
 
 /// Whether the error means the session itself is gone or going (server shutdown, terminated
 /// backend, broken socket): such a connection must never be handed out again.
-pub(crate) fn ends_session(error: &DieselError) -> bool {
+pub fn ends_session(session: Option<&Session>, error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(kind, _) if is_driver_failure(*kind) => true,
         DieselError::DatabaseError(kind, info) => {
-            sql_state(*kind, info.as_ref()).is_some_and(ends_session_code)
+            sql_state(*kind, info.as_ref(), session).is_some_and(|c| ends_session_code(&c))
         }
-        DieselError::RollbackErrorOnCommit { commit_error, .. } => ends_session(commit_error),
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => {
+            ends_session(session, commit_error)
+        }
         _ => false,
     }
 }
@@ -126,13 +138,14 @@ fn is_driver_failure(kind: DatabaseErrorKind) -> bool {
     )
 }
 
-/// The SQLSTATE of a database error, as far as the driver lets it through (see the module
-/// documentation). `None` for driver failures and unrecognised `Unknown` errors.
+/// The SQLSTATE of a database error: its kind's, or the one `session` heard for it (see the
+/// module documentation). `None` for driver failures and `Unknown` errors no session heard.
 pub fn sql_state(
     kind: DatabaseErrorKind,
     info: &(dyn DatabaseErrorInformation + Send + Sync),
-) -> Option<&'static str> {
-    Some(match kind {
+    session: Option<&Session>,
+) -> Option<Cow<'static, str>> {
+    Some(Cow::Borrowed(match kind {
         DatabaseErrorKind::UniqueViolation => UNIQUE_VIOLATION,
         DatabaseErrorKind::ForeignKeyViolation => "23503",
         DatabaseErrorKind::RestrictViolation => "23001",
@@ -144,63 +157,8 @@ pub fn sql_state(
         DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
             return None;
         }
-        _ => return erased_sql_state(info.message()),
-    })
-}
-
-/// The SQLSTATE behind an `Unknown` server error, from the primary message PostgreSQL raises
-/// that code with (its `errmsg`, English). Only the codes the policy distinguishes are
-/// listed; see the module documentation for why this table exists.
-fn erased_sql_state(message: &str) -> Option<&'static str> {
-    const RAISED_AS: &[(&str, &str)] = &[
-        ("deadlock detected", DEADLOCK_DETECTED),
-        ("could not serialize access", SERIALIZATION_FAILURE),
-        (
-            "canceling statement due to lock timeout",
-            LOCK_NOT_AVAILABLE,
-        ),
-        ("could not obtain lock on row", LOCK_NOT_AVAILABLE),
-        (
-            "canceling statement due to statement timeout",
-            QUERY_CANCELED,
-        ),
-        ("canceling statement due to user request", QUERY_CANCELED),
-        (
-            "terminating connection due to administrator command",
-            ADMIN_SHUTDOWN,
-        ),
-        (
-            "terminating connection due to idle-in-transaction timeout",
-            IDLE_IN_TRANSACTION_TIMEOUT,
-        ),
-        (
-            "terminating connection due to idle-session timeout",
-            "57P05",
-        ),
-        (
-            "terminating connection due to unexpected postmaster exit",
-            ADMIN_SHUTDOWN,
-        ),
-        (
-            "terminating connection because of crash of another server process",
-            CRASH_SHUTDOWN,
-        ),
-        ("the database system is starting up", CANNOT_CONNECT_NOW),
-        ("the database system is shutting down", CANNOT_CONNECT_NOW),
-        (
-            "the database system is in recovery mode",
-            CANNOT_CONNECT_NOW,
-        ),
-        ("sorry, too many clients already", TOO_MANY_CONNECTIONS),
-        (
-            "remaining connection slots are reserved",
-            TOO_MANY_CONNECTIONS,
-        ),
-    ];
-    RAISED_AS
-        .iter()
-        .find(|(raised, _)| message.starts_with(raised))
-        .map(|(_, code)| *code)
+        _ => return session.and_then(|s| s.sql_state(info)).map(Cow::Owned),
+    }))
 }
 
 /// The message with its constraint, for logs (never shown to clients).
@@ -351,7 +309,11 @@ mod tests {
                 message: "doppelter Schlüsselwert verletzt Unique-Constraint",
                 constraint: None,
             };
-            assert_eq!(sql_state(kind, &info), Some(code), "{kind:?}");
+            assert_eq!(
+                sql_state(kind, &info, None).as_deref(),
+                Some(code),
+                "{kind:?}"
+            );
         }
         assert!(matches!(
             db(
@@ -387,64 +349,37 @@ mod tests {
             DatabaseErrorKind::UnableToSendCommand,
         ] {
             assert!(matches!(db(kind, "whatever"), RepoError::Unavailable(_)));
-            assert!(ends_session(&error(kind, "whatever")));
+            assert!(ends_session(None, &error(kind, "whatever")));
         }
-        assert!(!ends_session(&error(
-            DatabaseErrorKind::UniqueViolation,
-            "duplicate key"
-        )));
+        assert!(!ends_session(
+            None,
+            &error(DatabaseErrorKind::UniqueViolation, "duplicate key")
+        ));
     }
 
     #[test]
-    fn erased_sqlstates_are_recovered_for_the_codes_the_policy_needs() {
-        for (message, code) in [
-            ("deadlock detected", DEADLOCK_DETECTED),
-            (
-                "canceling statement due to lock timeout",
-                LOCK_NOT_AVAILABLE,
-            ),
-            (
-                "canceling statement due to statement timeout",
-                QUERY_CANCELED,
-            ),
-            (
-                "terminating connection due to administrator command",
-                ADMIN_SHUTDOWN,
-            ),
-            ("the database system is shutting down", CANNOT_CONNECT_NOW),
-            ("sorry, too many clients already", TOO_MANY_CONNECTIONS),
+    fn an_unknown_error_no_session_heard_is_internal_whatever_its_message() {
+        // Without the code heard on a session, the message is not consulted: these are the
+        // server's English texts for 40P01, 57014 and 57P01.
+        for message in [
+            "deadlock detected",
+            "canceling statement due to statement timeout",
+            "terminating connection due to administrator command",
         ] {
             let info = Info {
                 message,
                 constraint: None,
             };
-            assert_eq!(sql_state(DatabaseErrorKind::Unknown, &info), Some(code));
+            assert_eq!(sql_state(DatabaseErrorKind::Unknown, &info, None), None);
+            assert!(matches!(
+                db(DatabaseErrorKind::Unknown, message),
+                RepoError::Internal(_)
+            ));
+            assert!(!ends_session(
+                None,
+                &error(DatabaseErrorKind::Unknown, message)
+            ));
         }
-        assert!(matches!(
-            db(DatabaseErrorKind::Unknown, "deadlock detected"),
-            RepoError::Conflict(_)
-        ));
-        assert!(matches!(
-            db(
-                DatabaseErrorKind::Unknown,
-                "canceling statement due to statement timeout"
-            ),
-            RepoError::Unavailable(_)
-        ));
-        let terminated = error(
-            DatabaseErrorKind::Unknown,
-            "terminating connection due to administrator command",
-        );
-        assert!(ends_session(&terminated));
-        assert!(matches!(from_diesel(terminated), RepoError::Unavailable(_)));
-        // Anything unrecognised is a bug until shown otherwise.
-        assert!(matches!(
-            db(
-                DatabaseErrorKind::Unknown,
-                "syntax error at or near \"SELEC\""
-            ),
-            RepoError::Internal(_)
-        ));
         assert!(matches!(
             from_diesel(DieselError::NotFound),
             RepoError::Internal(_)

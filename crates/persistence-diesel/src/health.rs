@@ -36,7 +36,7 @@ impl HealthCheck for PgHealthCheck {
                 .map_err(|e| error::from_pool(e).to_string())?;
             conn.batch_execute("SELECT 1")
                 .await
-                .map_err(|e| error::from_diesel(e).to_string())
+                .map_err(|e| error::from_session(&conn, e).to_string())
         };
         match tokio::time::timeout(self.timeout, probe).await {
             Ok(result) => result,

@@ -96,7 +96,7 @@ impl PgIdempotencyStore {
             )
             .execute(&mut conn)
             .await
-            .map_err(error::from_diesel)
+            .map_err(|e| error::from_session(&conn, e))
     }
 }
 
@@ -131,7 +131,7 @@ impl IdempotencyStore for PgIdempotencyStore {
                 .get_result::<Claimed>(&mut conn)
                 .await
                 .optional()
-                .map_err(error::from_diesel)?;
+                .map_err(|e| error::from_session(&conn, e))?;
             if claimed.is_some() {
                 return Ok(IdempotencyStart::Started(IdempotencyClaim {
                     scope: scope.clone(),
@@ -144,7 +144,7 @@ impl IdempotencyStore for PgIdempotencyStore {
                 .first(&mut conn)
                 .await
                 .optional()
-                .map_err(error::from_diesel)?;
+                .map_err(|e| error::from_session(&conn, e))?;
             let Some(row) = existing else {
                 continue;
             };
@@ -183,7 +183,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         let mut conn = self.pool.get().await.map_err(error::from_pool)?;
         store_answer(&mut conn, claim, response, now)
             .await
-            .map_err(error::from_diesel)
+            .map_err(|e| error::from_session(&conn, e))
     }
 
     async fn release(&self, claim: &IdempotencyClaim) -> Result<bool, RepoError> {
@@ -197,7 +197,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         .execute(&mut conn)
         .await
         .map(|deleted| deleted == 1)
-        .map_err(error::from_diesel)
+        .map_err(|e| error::from_session(&conn, e))
     }
 }
 

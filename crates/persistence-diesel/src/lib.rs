@@ -27,6 +27,7 @@ mod pool;
 mod recycle;
 mod repos;
 mod schema;
+pub mod session;
 #[cfg(feature = "test-support")]
 pub mod test_db;
 pub mod transaction;
@@ -37,4 +38,5 @@ pub use health::PgHealthCheck;
 pub use idempotency::PgIdempotencyStore;
 pub use migrate::{MIGRATIONS, MigrateError, migrate};
 pub use pool::{ConnectError, PgStore, connect};
+pub use session::Session;
 pub use transaction::PgTransaction;

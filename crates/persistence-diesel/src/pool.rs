@@ -5,10 +5,8 @@ use crate::health::PgHealthCheck;
 use crate::idempotency::PgIdempotencyStore;
 use crate::recycle::{PgManager, PgPool, VERIFY_AFTER_IDLE};
 use deadpool::managed::PoolError;
-use diesel::ConnectionError;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use futures::FutureExt;
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 
 /// The store: a pool of PostgreSQL connections. Cheap to clone (the pool is shared).
 #[derive(Clone)]
@@ -58,27 +56,19 @@ impl PgStore {
     /// # Errors
     /// [`ConnectError::Config`] for an unusable pool size.
     pub fn new(config: &PgConfig) -> Result<Self, ConnectError> {
-        let setup = session_settings(config);
-        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // Every new connection gets the session settings before the pool hands it out. A
         // reused connection is refused when closed or broken, and checked with a `SELECT 1`
         // when it sat idle (see `recycle`), so connections broken by a database restart are
         // replaced rather than handed to a request: the service recovers by itself when the
         // database returns.
-        manager_config.custom_setup = Box::new(move |url| {
-            let setup = setup.clone();
-            async move {
-                let mut conn = AsyncPgConnection::establish(url).await?;
-                conn.batch_execute(&setup)
-                    .await
-                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
-                Ok(conn)
-            }
-            .boxed()
-        });
-        let manager =
-            AsyncDieselConnectionManager::new_with_config(config.url.clone(), manager_config);
-        let pool = PgPool::builder(PgManager::new(manager, VERIFY_AFTER_IDLE))
+        let recycler = AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.clone());
+        let manager = PgManager::new(
+            config.url.clone(),
+            session_settings(config),
+            recycler,
+            VERIFY_AFTER_IDLE,
+        );
+        let pool = PgPool::builder(manager)
             .max_size(config.pool_size)
             .wait_timeout(Some(config.wait_timeout))
             .create_timeout(Some(config.connect_timeout))

@@ -14,47 +14,64 @@
 //!   its socket close — fails its request with `Unavailable` (503), and the unit of work that
 //!   saw that failure closes the connection instead of pooling it (`transaction`).
 
+use crate::session::Session;
 use deadpool::managed::{Manager, Metrics, RecycleResult};
-use diesel_async::AsyncPgConnection;
+use diesel::ConnectionError;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, PoolError, PoolableConnection,
 };
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use std::time::Duration;
 
 /// Connections checked out again within this are not pinged.
 pub(crate) const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// The pool's manager: diesel-async's, with the ping skipped for recently used connections.
+/// The pool's manager: opens [`Session`]s (connections whose errors keep their SQLSTATE) with
+/// the session settings applied, and recycles them with diesel-async's checks, the ping
+/// skipped for recently used connections.
 pub(crate) struct PgManager {
-    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+    url: String,
+    /// SQL every new session runs before the pool hands it out.
+    setup: String,
+    /// diesel-async's manager, for its recycling checks only.
+    recycler: AsyncDieselConnectionManager<AsyncPgConnection>,
     verify_after_idle: Duration,
 }
 
 impl PgManager {
     pub(crate) fn new(
-        inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+        url: String,
+        setup: String,
+        recycler: AsyncDieselConnectionManager<AsyncPgConnection>,
         verify_after_idle: Duration,
     ) -> Self {
         Self {
-            inner,
+            url,
+            setup,
+            recycler,
             verify_after_idle,
         }
     }
 }
 
 impl Manager for PgManager {
-    type Type = AsyncPgConnection;
+    type Type = Session;
     type Error = PoolError;
 
-    async fn create(&self) -> Result<AsyncPgConnection, PoolError> {
-        self.inner.create().await
+    async fn create(&self) -> Result<Session, PoolError> {
+        let mut session = Session::connect(&self.url)
+            .await
+            .map_err(PoolError::ConnectionError)?;
+        if !self.setup.is_empty() {
+            session.batch_execute(&self.setup).await.map_err(|e| {
+                PoolError::ConnectionError(ConnectionError::CouldntSetupConfiguration(e))
+            })?;
+        }
+        Ok(session)
     }
 
-    async fn recycle(
-        &self,
-        conn: &mut AsyncPgConnection,
-        metrics: &Metrics,
-    ) -> RecycleResult<PoolError> {
+    async fn recycle(&self, session: &mut Session, metrics: &Metrics) -> RecycleResult<PoolError> {
+        let conn: &mut AsyncPgConnection = session;
         // `last_used` is the time since this connection was last handed out.
         if metrics.last_used() < self.verify_after_idle
             && !std::thread::panicking()
@@ -62,7 +79,7 @@ impl Manager for PgManager {
         {
             return Ok(());
         }
-        self.inner.recycle(conn, metrics).await
+        self.recycler.recycle(conn, metrics).await
     }
 }
 
@@ -99,11 +116,9 @@ mod tests {
             }
             .boxed()
         }));
-        let inner = AsyncDieselConnectionManager::new_with_config(server_url(), config);
-        let pool = PgPool::builder(PgManager::new(inner, verify_after_idle))
-            .max_size(1)
-            .build()
-            .expect("pool");
+        let recycler = AsyncDieselConnectionManager::new_with_config(server_url(), config);
+        let manager = PgManager::new(server_url(), String::new(), recycler, verify_after_idle);
+        let pool = PgPool::builder(manager).max_size(1).build().expect("pool");
         (pool, pings)
     }
 
@@ -138,7 +153,7 @@ mod tests {
             let mut killer = other.get().await.expect("checkout");
             use diesel_async::RunQueryDsl as _;
             diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
-                .execute(&mut *killer)
+                .execute(&mut **killer)
                 .await
                 .expect("terminate");
         }

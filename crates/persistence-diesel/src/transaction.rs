@@ -75,9 +75,9 @@ pub struct PgTransaction {
 impl UnitOfWork for PgStore {
     async fn begin(&self) -> Result<Box<dyn Transaction>, RepoError> {
         let mut conn = self.pool.get().await.map_err(error::from_pool)?;
-        AnsiTransactionManager::begin_transaction(&mut *conn)
+        AnsiTransactionManager::begin_transaction(&mut **conn)
             .await
-            .map_err(error::from_diesel)?;
+            .map_err(|e| error::from_session(&conn, e))?;
         Ok(Box::new(PgTransaction::open(conn, Mode::Write)))
     }
 
@@ -103,19 +103,28 @@ impl PgTransaction {
     pub(crate) fn conn(&mut self) -> Result<&mut AsyncPgConnection, RepoError> {
         self.conn
             .as_deref_mut()
+            .map(|session| &mut **session)
             .ok_or_else(|| RepoError::Internal("unit of work used after it ended".into()))
     }
 
     /// Maps a statement's error and remembers that the transaction is aborted.
     pub(crate) fn check<T>(&mut self, result: QueryResult<T>) -> Result<T, RepoError> {
         result.map_err(|e| {
-            self.session_lost |= error::ends_session(&e);
-            let mapped = error::from_diesel(e);
+            self.session_lost |= error::ends_session(self.conn.as_deref(), &e);
+            let mapped = self.classify(e);
             if self.mode == Mode::Write && self.aborted.is_none() {
                 self.aborted = Some(mapped.to_string());
             }
             mapped
         })
+    }
+
+    /// An error of this unit of work's session, with the SQLSTATE the session heard.
+    fn classify(&self, e: diesel::result::Error) -> RepoError {
+        match self.conn.as_deref() {
+            Some(session) => error::from_session(session, e),
+            None => error::from_diesel(e),
+        }
     }
 
     /// Whether `begin()` opened it (as opposed to a `read()` view).
@@ -173,7 +182,7 @@ impl Transaction for PgTransaction {
         self.committing = false;
         // On failure diesel-async has either rolled back or marked the transaction closed;
         // Drop looks at the manager's state and rolls back or detaches if it has to.
-        result.map_err(error::from_diesel)
+        result.map_err(|e| self.classify(e))
     }
 }
 
@@ -211,7 +220,7 @@ fn roll_back_in_background(mut conn: PgConnection) {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(async move {
-                if let Err(e) = AnsiTransactionManager::rollback_transaction(&mut *conn).await {
+                if let Err(e) = AnsiTransactionManager::rollback_transaction(&mut **conn).await {
                     tracing::warn!(error = %e, "rollback failed: closing the connection");
                     detach(conn);
                 }

@@ -1,12 +1,13 @@
-//! The error policy on real server errors: each fault is provoked on plain connections to a
-//! test database and its diesel error goes through `persistence_diesel::error`, the one place
-//! every repository maps errors.
+//! The error policy on real server errors: each fault is provoked on plain sessions on a test
+//! database and its diesel error goes through `persistence_diesel::error`, the one place every
+//! repository maps errors, with the SQLSTATE the session heard.
 
 use crate::common::TestDb;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use domain::ports::RepoError;
-use persistence_diesel::error::{from_diesel, violated_constraint};
+use persistence_diesel::Session;
+use persistence_diesel::error::{ends_session, from_diesel, from_session, violated_constraint};
 use std::sync::Arc;
 use tokio::sync::Barrier;
 
@@ -32,9 +33,7 @@ async fn a_real_deadlock_is_a_conflict() {
     let run = |first: i64, second: i64| {
         let (url, barrier) = (db.url.clone(), barrier.clone());
         tokio::spawn(async move {
-            let mut conn = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url)
-                .await
-                .unwrap();
+            let mut conn = Session::connect(&url).await.unwrap();
             // Detect the cycle fast; the default is a second.
             conn.batch_execute("SET deadlock_timeout = '50ms'; BEGIN")
                 .await
@@ -52,16 +51,16 @@ async fn a_real_deadlock_is_a_conflict() {
             )
             .await;
             let _ = conn.batch_execute("ROLLBACK").await;
-            outcome.err()
+            outcome.err().map(|e| from_session(&conn, e))
         })
     };
     let (x, y) = (run(1, 2), run(2, 1));
-    let errors: Vec<DieselError> = [x.await.unwrap(), y.await.unwrap()]
+    let errors: Vec<RepoError> = [x.await.unwrap(), y.await.unwrap()]
         .into_iter()
         .flatten()
         .collect();
     assert_eq!(errors.len(), 1, "one victim: {errors:?}");
-    let mapped = from_diesel(errors.into_iter().next().unwrap());
+    let mapped = errors.into_iter().next().unwrap();
     assert!(
         matches!(&mapped, RepoError::Conflict(detail) if detail.ends_with("[40P01]")),
         "{mapped:?}"
@@ -76,7 +75,7 @@ async fn a_statement_timeout_is_unavailable() {
         .await
         .unwrap();
     let error = execute(&mut conn, "SELECT pg_sleep(2)").await.unwrap_err();
-    let mapped = from_diesel(error);
+    let mapped = from_session(&conn, error);
     assert!(
         matches!(&mapped, RepoError::Unavailable(detail) if detail.ends_with("[57014]")),
         "{mapped:?}"
@@ -99,7 +98,7 @@ async fn a_lock_timeout_is_a_conflict() {
     let error = execute(&mut waiter, "UPDATE faults SET n = 2 WHERE id = 1")
         .await
         .unwrap_err();
-    let mapped = from_diesel(error);
+    let mapped = from_session(&waiter, error);
     assert!(
         matches!(&mapped, RepoError::Conflict(detail) if detail.ends_with("[55P03]")),
         "{mapped:?}"
@@ -112,7 +111,15 @@ async fn a_terminated_session_is_unavailable() {
     let db = TestDb::new().await;
     let mut victim = db.raw().await;
     let pid = persistence_scalar(&mut victim, "pg_backend_pid()").await;
-    let query = tokio::spawn(async move { execute(&mut victim, "SELECT pg_sleep(5)").await });
+    let query = tokio::spawn(async move {
+        let error = execute(&mut victim, "SELECT pg_sleep(5)")
+            .await
+            .unwrap_err();
+        (
+            ends_session(Some(&victim), &error),
+            from_session(&victim, error),
+        )
+    });
     let mut killer = db.raw().await;
     // Wait until the victim runs its statement, then end its session.
     for _ in 0..100 {
@@ -132,11 +139,11 @@ async fn a_terminated_session_is_unavailable() {
     execute(&mut killer, &format!("SELECT pg_terminate_backend({pid})"))
         .await
         .unwrap();
-    let error = query.await.unwrap().unwrap_err();
+    let (ended, mapped) = query.await.unwrap();
     // Either the server's own error (57P01) reached the statement, or the closed socket did:
-    // both say the store is unavailable.
-    let mapped = from_diesel(error);
+    // both say the store is unavailable and the session is gone.
     assert!(matches!(mapped, RepoError::Unavailable(_)), "{mapped:?}");
+    assert!(ended, "{mapped:?}");
 }
 
 #[tokio::test]
@@ -148,7 +155,7 @@ async fn unique_violations_name_their_constraint_and_checks_are_internal() {
         .await
         .unwrap_err();
     assert_eq!(violated_constraint(&duplicate), Some("faults_pkey"));
-    let mapped = from_diesel(duplicate);
+    let mapped = from_session(&conn, duplicate);
     assert!(
         matches!(&mapped, RepoError::Conflict(detail) if detail.ends_with("(faults_pkey) [23505]")),
         "{mapped:?}"
@@ -157,11 +164,68 @@ async fn unique_violations_name_their_constraint_and_checks_are_internal() {
         .await
         .unwrap_err();
     assert_eq!(violated_constraint(&negative), None);
-    let mapped = from_diesel(negative);
+    let mapped = from_session(&conn, negative);
     assert!(
         matches!(&mapped, RepoError::Internal(detail) if detail.ends_with("[23514]")),
         "{mapped:?}"
     );
+}
+
+/// The code, not the text: errors raised with one SQLSTATE and another code's English message
+/// (and translated messages with the right code) are classified by the code.
+#[tokio::test]
+async fn the_sqlstate_decides_never_the_message() {
+    let db = TestDb::new().await;
+    let mut conn = db.raw().await;
+    let raise = |code: &str, message: &str| {
+        format!("DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{code}'; END $$")
+    };
+    for (code, message, class) in [
+        // English texts of other codes, raised with a code the policy calls a bug.
+        ("P0001", "deadlock detected", "internal"),
+        (
+            "XX000",
+            "canceling statement due to statement timeout",
+            "internal",
+        ),
+        (
+            "22012",
+            "terminating connection due to administrator command",
+            "internal",
+        ),
+        // The policy's codes with texts that name nothing (or another language).
+        ("40P01", "Verklemmung entdeckt", "conflict"),
+        ("55P03", "whatever", "conflict"),
+        (
+            "57014",
+            "Abbruch der Anweisung wegen Statement-Timeout",
+            "unavailable",
+        ),
+        ("53300", "trop de clients", "unavailable"),
+    ] {
+        let error = execute(&mut conn, &raise(code, message)).await.unwrap_err();
+        let mapped = from_session(&conn, error);
+        let got = match &mapped {
+            RepoError::Conflict(_) => "conflict",
+            RepoError::Unavailable(_) => "unavailable",
+            _ => "internal",
+        };
+        assert_eq!(got, class, "{code} {message:?}: {mapped:?}");
+        assert!(
+            mapped.to_string().contains(&format!("[{code}]")),
+            "{mapped:?}"
+        );
+    }
+    // A session-ending code ends the session, whatever the text.
+    let error = execute(&mut conn, &raise("57P01", "au revoir"))
+        .await
+        .unwrap_err();
+    assert!(ends_session(Some(&conn), &error));
+    // Without the session, the same `Unknown` error has no code: a bug, not a retry.
+    let error = execute(&mut conn, &raise("40P01", "deadlock detected"))
+        .await
+        .unwrap_err();
+    assert!(matches!(from_diesel(error), RepoError::Internal(_)));
 }
 
 async fn persistence_scalar(conn: &mut AsyncPgConnection, expression: &str) -> i32 {

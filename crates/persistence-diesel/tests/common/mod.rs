@@ -2,9 +2,9 @@
 //! clone per test); [`TestDb`] adds the store under test and raw connections for assertions.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use persistence_diesel::test_db::FreshDatabase;
-use persistence_diesel::{PgConfig, PgStore};
+use persistence_diesel::{PgConfig, PgStore, Session};
 
 /// A fresh, migrated database for one test with a store on it, dropped with this value.
 pub struct TestDb {
@@ -34,11 +34,9 @@ impl TestDb {
         }
     }
 
-    /// A plain connection to this database, outside the store's pool (for assertions).
-    pub async fn raw(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.url)
-            .await
-            .expect("raw connection")
+    /// A plain session on this database, outside the store's pool (for assertions).
+    pub async fn raw(&self) -> Session {
+        Session::connect(&self.url).await.expect("raw connection")
     }
 }
 
