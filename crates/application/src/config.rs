@@ -42,6 +42,8 @@ pub struct ShopConfig {
     /// of it; rows of a relay that died mid-round wait this long before another relay takes
     /// them over.
     pub outbox_lease: time::Duration,
+    /// `TOKEN_SIGNING_KEYS`: which secrets sign and verify bearer tokens (default: the store's).
+    pub token_keys: crate::TokenKeys,
 }
 
 impl Default for ShopConfig {
@@ -59,6 +61,7 @@ impl Default for ShopConfig {
             outbox_max_attempts: 10,
             outbox_base_backoff: time::Duration::milliseconds(500),
             outbox_lease: time::Duration::seconds(30),
+            token_keys: crate::TokenKeys::default(),
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod wallet;
 pub use actor::Actor;
 pub use config::{CouponIssueMode, ShopConfig};
 pub use error::ShopError;
+pub use tokens::{SigningKey, TokenKeys};
 
 use domain::ports::{
     Clock, CouponGate, EventPublisher, IdempotencyStore, RankingStore, UnitOfWork,
@@ -55,8 +56,8 @@ pub struct Shop {
     caches: Arc<Caches>,
     /// Groups the concurrent grants of one coupon into one transaction (sync issue mode).
     issue_batcher: Arc<issue_batcher::IssueBatcher>,
-    /// Signs and verifies bearer tokens with the store's secret, loaded on first use
-    /// (`users::token_signer`); shared by clones.
+    /// Signs and verifies bearer tokens with the configured keys and/or the store's secret,
+    /// built on first use (`users::token_signer`); shared by clones.
     token_signer: Arc<tokio::sync::OnceCell<tokens::TokenSigner>>,
     /// SHA-256 of the configured `ADMIN_TOKEN` and the bootstrap administrator it belongs to,
     /// set by `users::ensure_admin`: the only unsigned token that authenticates; shared by

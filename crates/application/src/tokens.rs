@@ -16,6 +16,16 @@
 //! were issued before tokens could be replaced; they are read as version 1 (every user's
 //! version until its first replacement), so they keep working until then.
 //!
+//! # Whose secret
+//! By default the secret is the store's (`token_secrets`, created on first use): simple, but a
+//! copy of the database is then enough to mint any token. With configured keys
+//! ([`TokenKeys`], `TOKEN_SIGNING_KEYS`) the database holds nothing that signs: tokens are
+//! `<random>.<user id>.<role>.<version>.<key id>.<mac>`, MAC'd under `shop-token-v3:` with the
+//! key the id names. The first configured key signs, every configured key verifies, so keys
+//! rotate without logging anyone out (add the new key first, drop the old one once its tokens
+//! have been replaced). Tokens signed by the store's secret stop verifying then, unless the
+//! keys say `store` (a migration window, see [`TokenKeys::accept_store_secret`]).
+//!
 //! A token whose MAC verifies proves its user, role and version. It authenticates while that
 //! version is the user's current one (`users::authenticate`, through a short-lived cache): a
 //! replaced token stops working. That is sound because users are never deleted and roles never
@@ -40,6 +50,8 @@ use sha2::Sha256;
 /// Domain separation: a MAC over a token is never a valid MAC over anything else, and a MAC
 /// over a versioned token never one over a token of the first shape (or the reverse).
 const MAC_CONTEXT: &[u8] = b"shop-token-v2:";
+/// Tokens signed by a configured key (their claims end with the key id).
+const MAC_CONTEXT_KEYED: &[u8] = b"shop-token-v3:";
 /// The prefix of tokens of the first shape (no version), still verified as version 1.
 const MAC_CONTEXT_UNVERSIONED: &[u8] = b"shop-token-v1:";
 
@@ -61,22 +73,106 @@ pub(crate) fn new_secret() -> TokenSecret {
     TokenSecret::new(bytes)
 }
 
+/// A configured token-signing key: an id that the tokens it signs carry, and its secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    id: String,
+    secret: Vec<u8>,
+}
+
+impl SigningKey {
+    /// Shortest secret accepted: the MAC's own output size.
+    pub const MIN_SECRET_LEN: usize = 32;
+    /// Longest key id.
+    pub const MAX_ID_LEN: usize = 32;
+
+    /// # Errors
+    /// A one-line reason: the id is not a letter followed by up to 31 letters, digits, `-` or
+    /// `_` (or is `store`, which names the store's secret), or the secret is shorter than
+    /// [`Self::MIN_SECRET_LEN`] bytes.
+    pub fn new(id: &str, secret: Vec<u8>) -> Result<Self, String> {
+        if !is_key_id(id) {
+            return Err(format!(
+                "key id {id:?} must be a letter followed by up to {} letters, digits, '-' or '_'",
+                Self::MAX_ID_LEN - 1
+            ));
+        }
+        if id == TokenKeys::STORE {
+            return Err(format!("key id {id:?} names the store's secret"));
+        }
+        if secret.len() < Self::MIN_SECRET_LEN {
+            return Err(format!(
+                "key {id:?} has {} bytes; at least {} are needed",
+                secret.len(),
+                Self::MIN_SECRET_LEN
+            ));
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            secret,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({}, ***)", self.id)
+    }
+}
+
+/// Which secrets sign and verify bearer tokens (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenKeys {
+    /// The configured keys; the first signs, all verify. Empty: the store's secret signs and
+    /// verifies.
+    pub configured: Vec<SigningKey>,
+    /// With configured keys, tokens signed by the store's secret still verify (never sign):
+    /// the window in which users of a shop that ran on the store's secret replace their tokens.
+    /// Meaningless without configured keys.
+    pub accept_store_secret: bool,
+}
+
+impl TokenKeys {
+    /// The id under which the store's secret is named in a key list.
+    pub const STORE: &'static str = "store";
+
+    /// Whether the store's secret is needed (to sign, or to verify during a migration).
+    pub fn uses_store_secret(&self) -> bool {
+        self.configured.is_empty() || self.accept_store_secret
+    }
+}
+
+/// A letter, then up to 31 letters, digits, `-` or `_`: never a decimal version, so a token's
+/// parts say by their shape which is which.
+fn is_key_id(id: &str) -> bool {
+    let mut bytes = id.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && id.len() <= SigningKey::MAX_ID_LEN
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A token that has the signed shape; whether its MAC is right is [`TokenSigner::verify`]'s
 /// question.
 #[derive(Debug)]
 pub(crate) struct SignedToken<'a> {
-    /// `<random>.<user id>.<role>[.<version>]`: exactly the text the MAC covers.
+    /// `<random>.<user id>.<role>[.<version>[.<key id>]]`: exactly the text the MAC covers.
     claims: &'a str,
     user_id: UserId,
     role: Role,
     /// `None` for a token of the first shape (read as version 1, MAC'd under its own prefix).
     version: Option<TokenVersion>,
+    /// The configured key that signed it; `None` for the store's secret.
+    key_id: Option<&'a str>,
     mac: Vec<u8>,
 }
 
 impl<'a> SignedToken<'a> {
     /// `None` unless `token` is `<43 base64 chars>.<positive decimal id>.<role>[.<positive
-    /// decimal version>].<43 base64 chars>`.
+    /// decimal version>[.<key id>]].<43 base64 chars>`.
     pub(crate) fn parse(token: &'a str) -> Option<Self> {
         let (claims, mac) = token.rsplit_once('.')?;
         let mut parts = claims.split('.');
@@ -84,6 +180,10 @@ impl<'a> SignedToken<'a> {
         let version = match parts.next() {
             None => None,
             Some(version) => Some(positive_decimal(version).map(TokenVersion)?),
+        };
+        let key_id = match parts.next() {
+            None => None,
+            Some(key_id) => Some(key_id).filter(|k| is_key_id(k))?.into(),
         };
         if parts.next().is_some() || !is_base64_of_32_bytes(random) {
             return None;
@@ -101,6 +201,7 @@ impl<'a> SignedToken<'a> {
             user_id,
             role,
             version,
+            key_id,
             mac,
         })
     }
@@ -126,11 +227,28 @@ fn is_base64_of_32_bytes(part: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Signs and verifies tokens with one store's secret.
+/// Signs tokens with one key and verifies them with every key it knows.
 #[derive(Clone)]
 pub(crate) struct TokenSigner {
-    /// Keyed once; each use works on a clone (no re-keying per request).
+    /// Index into `keys` of the key that signs.
+    signing: usize,
+    keys: Vec<Key>,
+}
+
+/// One secret, keyed once: each use works on a clone (no re-keying per request).
+#[derive(Clone)]
+struct Key {
+    /// The configured key's id; `None` for the store's secret.
+    id: Option<String>,
     keyed: Hmac<Sha256>,
+}
+
+impl Key {
+    fn new(id: Option<String>, secret: &[u8]) -> Result<Self, ShopError> {
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+            .map_err(|e| ShopError::Internal(format!("token secret refused by HMAC: {e}")))?;
+        Ok(Self { id, keyed })
+    }
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -140,13 +258,28 @@ impl std::fmt::Debug for TokenSigner {
 }
 
 impl TokenSigner {
+    /// The signer of `keys`, with the store's secret where the keys use it.
+    ///
     /// # Errors
-    /// `Internal` if the key is refused, which HMAC never does (it takes keys of any length;
-    /// the error exists for other MACs).
-    pub(crate) fn new(secret: &TokenSecret) -> Result<Self, ShopError> {
-        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-            .map_err(|e| ShopError::Internal(format!("token secret refused by HMAC: {e}")))?;
-        Ok(Self { keyed })
+    /// `Internal` when the keys need the store's secret and none is given, or if a key is
+    /// refused, which HMAC never does (it takes keys of any length).
+    pub(crate) fn new(keys: &TokenKeys, store: Option<&TokenSecret>) -> Result<Self, ShopError> {
+        let mut all = keys
+            .configured
+            .iter()
+            .map(|key| Key::new(Some(key.id.clone()), &key.secret))
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.uses_store_secret() {
+            let secret = store.ok_or_else(|| {
+                ShopError::Internal("the token keys need the store's secret".into())
+            })?;
+            all.push(Key::new(None, secret.as_bytes())?);
+        }
+        // The first configured key signs; without any, the store's secret (the only key).
+        Ok(Self {
+            signing: 0,
+            keys: all,
+        })
     }
 
     /// The token of `user` at `version` with the random part `random` (see the module docs
@@ -158,20 +291,34 @@ impl TokenSigner {
         role: Role,
         version: TokenVersion,
     ) -> String {
-        let claims = format!("{random}.{}.{}.{}", user.0, role.as_str(), version.0);
-        let mac = self.mac(MAC_CONTEXT, &claims).finalize().into_bytes();
+        let key = &self.keys[self.signing];
+        let (context, claims) = match &key.id {
+            Some(id) => (
+                MAC_CONTEXT_KEYED,
+                format!("{random}.{}.{}.{}.{id}", user.0, role.as_str(), version.0),
+            ),
+            None => (
+                MAC_CONTEXT,
+                format!("{random}.{}.{}.{}", user.0, role.as_str(), version.0),
+            ),
+        };
+        let mac = key.mac(context, &claims).finalize().into_bytes();
         format!("{claims}.{}", URL_SAFE_NO_PAD.encode(mac))
     }
 
-    /// The caller the token names, if its MAC is this secret's (compared in constant time).
-    /// Whether its version is still the user's is the caller's question.
+    /// The caller the token names, if its MAC is that of the key it names (compared in
+    /// constant time). Whether its version is still the user's is the caller's question.
     pub(crate) fn verify(&self, token: &SignedToken<'_>) -> Option<Actor> {
-        let context = if token.version.is_some() {
-            MAC_CONTEXT
-        } else {
-            MAC_CONTEXT_UNVERSIONED
+        let key = self
+            .keys
+            .iter()
+            .find(|key| key.id.as_deref() == token.key_id)?;
+        let context = match (token.key_id, token.version) {
+            (Some(_), _) => MAC_CONTEXT_KEYED,
+            (None, Some(_)) => MAC_CONTEXT,
+            (None, None) => MAC_CONTEXT_UNVERSIONED,
         };
-        self.mac(context, token.claims)
+        key.mac(context, token.claims)
             .verify_slice(&token.mac)
             .ok()?;
         Some(Actor {
@@ -179,7 +326,9 @@ impl TokenSigner {
             role: token.role,
         })
     }
+}
 
+impl Key {
     fn mac(&self, context: &[u8], claims: &str) -> Hmac<Sha256> {
         let mut mac = self.keyed.clone();
         mac.update(context);
@@ -193,7 +342,20 @@ mod tests {
     use super::*;
 
     fn signer(byte: u8) -> TokenSigner {
-        TokenSigner::new(&TokenSecret::new([byte; 32])).unwrap()
+        TokenSigner::new(&TokenKeys::default(), Some(&TokenSecret::new([byte; 32]))).unwrap()
+    }
+
+    fn key(id: &str, byte: u8) -> SigningKey {
+        SigningKey::new(id, vec![byte; 32]).unwrap()
+    }
+
+    fn keyring(keys: &[SigningKey], store: Option<u8>) -> TokenSigner {
+        let keys = TokenKeys {
+            configured: keys.to_vec(),
+            accept_store_secret: store.is_some(),
+        };
+        let secret = store.map(|byte| TokenSecret::new([byte; 32]));
+        TokenSigner::new(&keys, secret.as_ref()).unwrap()
     }
 
     fn check(signer: &TokenSigner, token: &str) -> Option<Actor> {
@@ -282,7 +444,7 @@ mod tests {
             assert_eq!(check(&signer, &format!("{claims}.{mac}")), None, "{claims}");
         }
         // Without the context prefix the MAC is a different one.
-        let mut bare = signer.keyed.clone();
+        let mut bare = signer.keys[0].keyed.clone();
         bare.update(format!("{random}.7.BUYER.2").as_bytes());
         let bare = URL_SAFE_NO_PAD.encode(bare.finalize().into_bytes());
         assert_eq!(check(&signer, &format!("{random}.7.BUYER.2.{bare}")), None);
@@ -295,7 +457,7 @@ mod tests {
         let signer = signer(1);
         let random = new_random_part();
         let claims = format!("{random}.7.BUYER");
-        let mut legacy = signer.keyed.clone();
+        let mut legacy = signer.keys[0].keyed.clone();
         legacy.update(MAC_CONTEXT_UNVERSIONED);
         legacy.update(claims.as_bytes());
         let mac = URL_SAFE_NO_PAD.encode(legacy.finalize().into_bytes());
@@ -365,5 +527,73 @@ mod tests {
         ] {
             assert!(SignedToken::parse(&token).is_none(), "{token}");
         }
+    }
+
+    #[test]
+    fn a_configured_key_signs_with_its_id_and_every_configured_key_verifies() {
+        let (old, new) = (key("k2025", 1), key("k2026", 2));
+        let before = keyring(std::slice::from_ref(&old), None);
+        let token = before.sign(&new_random_part(), UserId(7), Role::Buyer, TokenVersion(2));
+        assert_eq!(token.split('.').nth(4), Some("k2025"));
+        // Rotation: the new key signs, the old one still verifies.
+        let rotating = keyring(&[new.clone(), old.clone()], None);
+        assert!(check(&rotating, &token).is_some());
+        let fresh = rotating.sign(&new_random_part(), UserId(7), Role::Buyer, TokenVersion(3));
+        assert_eq!(fresh.split('.').nth(4), Some("k2026"));
+        assert!(check(&rotating, &fresh).is_some());
+        assert_eq!(check(&before, &fresh), None, "k2026 is unknown there");
+        // Retired: the old key's tokens stop verifying.
+        let after = keyring(std::slice::from_ref(&new), None);
+        assert_eq!(check(&after, &token), None);
+        // A key id swapped for another known id does not carry the MAC over.
+        let swapped = token.replace(".k2025.", ".k2026.");
+        assert_eq!(check(&rotating, &swapped), None);
+        // Nor does dropping the key id (the store's secret is not even known here).
+        let (claims, mac) = token.rsplit_once('.').unwrap();
+        let unkeyed = format!("{}.{mac}", claims.rsplit_once('.').unwrap().0);
+        assert_eq!(check(&rotating, &unkeyed), None);
+    }
+
+    /// The point of configured keys: whoever holds the store's secret (a database dump)
+    /// cannot mint a token, unless the operator opened the migration window.
+    #[test]
+    fn with_configured_keys_the_store_secret_mints_nothing() {
+        let store_signed =
+            signer(9).sign(&new_random_part(), UserId(1), Role::Admin, TokenVersion(1));
+        assert_eq!(check(&keyring(&[key("k1", 1)], None), &store_signed), None);
+        let migrating = keyring(&[key("k1", 1)], Some(9));
+        assert!(check(&migrating, &store_signed).is_some());
+        // During the window, new tokens are signed by the configured key only.
+        let fresh = migrating.sign(&new_random_part(), UserId(1), Role::Admin, TokenVersion(2));
+        assert_eq!(fresh.split('.').nth(4), Some("k1"));
+        assert!(check(&keyring(&[key("k1", 1)], None), &fresh).is_some());
+        // The store's secret never verifies a token that names a key.
+        let mut forged = signer(9).keys[0].keyed.clone();
+        let claims = format!("{}.1.ADMIN.2.k1", new_random_part());
+        forged.update(MAC_CONTEXT_KEYED);
+        forged.update(claims.as_bytes());
+        let forged = format!(
+            "{claims}.{}",
+            URL_SAFE_NO_PAD.encode(forged.finalize().into_bytes())
+        );
+        assert_eq!(check(&migrating, &forged), None);
+    }
+
+    #[test]
+    fn keys_need_a_proper_id_and_32_bytes() {
+        assert!(SigningKey::new("k-2026_a", vec![0; 32]).is_ok());
+        assert!(SigningKey::new(&"k".repeat(32), vec![0; 64]).is_ok());
+        for id in ["", "1k", "k.1", "k 1", "store", &"k".repeat(33), "ké"] {
+            assert!(SigningKey::new(id, vec![0; 32]).is_err(), "{id:?}");
+        }
+        assert!(SigningKey::new("k", vec![0; 31]).is_err());
+        assert!(!format!("{:?}", key("k", 7)).contains('7'));
+        // A key-id part that could be a version (digits) or is malformed is no signed token.
+        let (random, mac) = (new_random_part(), new_random_part());
+        for kid in ["1", "-k", "k.k", ""] {
+            let token = format!("{random}.7.BUYER.2.{kid}.{mac}");
+            assert!(SignedToken::parse(&token).is_none(), "{token}");
+        }
+        assert!(SignedToken::parse(&format!("{random}.7.BUYER.2.k1.{mac}")).is_some());
     }
 }

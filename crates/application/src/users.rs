@@ -326,26 +326,39 @@ impl Shop {
             .map(|(_, admin)| *admin)
     }
 
-    /// The signer over the store's secret, loaded on first use and kept for the life of this
-    /// `Shop` (and its clones). The secret never changes once stored, so there is nothing to
-    /// refresh. A failure is not remembered: the next call tries again.
+    /// The signer of the configured keys (and the store's secret where they use it), built on
+    /// first use and kept for the life of this `Shop` (and its clones). The store's secret
+    /// never changes once stored, so there is nothing to refresh. A failure is not remembered:
+    /// the next call tries again.
     async fn token_signer(&self) -> Result<&TokenSigner, ShopError> {
         self.token_signer
             .get_or_try_init(|| async {
-                let proposed = tokens::new_secret();
-                let secret = retry_on_conflict("token_secret", || async {
-                    let mut tx = self.ports.store.begin().await?;
-                    let secret = tx.users().token_secret(proposed.clone()).await?;
-                    tx.commit().await?;
-                    Ok(secret)
-                })
-                .await?;
-                if secret == proposed {
-                    tracing::info!("token-signing secret created in the store");
-                }
-                TokenSigner::new(&secret)
+                let keys = &self.config.token_keys;
+                let store_secret = if keys.uses_store_secret() {
+                    Some(self.store_token_secret().await?)
+                } else {
+                    None
+                };
+                TokenSigner::new(keys, store_secret.as_ref())
             })
             .await
+    }
+
+    /// The store's token secret, created on first use (the store keeps the first one
+    /// proposed, so concurrent instances agree).
+    async fn store_token_secret(&self) -> Result<domain::user::TokenSecret, ShopError> {
+        let proposed = tokens::new_secret();
+        let secret = retry_on_conflict("token_secret", || async {
+            let mut tx = self.ports.store.begin().await?;
+            let secret = tx.users().token_secret(proposed.clone()).await?;
+            tx.commit().await?;
+            Ok(secret)
+        })
+        .await?;
+        if secret == proposed {
+            tracing::info!("token-signing secret created in the store");
+        }
+        Ok(secret)
     }
 
     pub async fn me(&self, actor: Actor) -> Result<User, ShopError> {

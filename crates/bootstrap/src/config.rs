@@ -6,7 +6,7 @@
 //! `DATABASE_URL=` in a compose file means "embedded".
 
 use application::rate_limits::RateLimitSettings;
-use application::{CouponIssueMode, ShopConfig};
+use application::{CouponIssueMode, ShopConfig, SigningKey, TokenKeys};
 use domain::sales::BusinessCalendar;
 use domain::wallet::WalletLimits;
 use std::fmt;
@@ -26,6 +26,50 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// `TOKEN_SIGNING_KEYS`: `<id>:<base64 secret>` entries separated by commas, the first signs;
+/// the entry `store` (not first) keeps tokens signed by the store's secret verifying.
+/// Secrets are base64 (standard or URL-safe alphabet, padding optional) of 32 bytes or more,
+/// e.g. `openssl rand -base64 32`.
+fn parse_token_keys(raw: &str) -> Result<TokenKeys, ConfigError> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let alphabets = [
+        GeneralPurpose::new(&base64::alphabet::STANDARD, lenient),
+        GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient),
+    ];
+    let fail = |message: String| invalid("TOKEN_SIGNING_KEYS", message);
+    let mut keys = TokenKeys::default();
+    for (position, entry) in raw.split(',').map(str::trim).enumerate() {
+        if entry == TokenKeys::STORE {
+            if position == 0 {
+                return Err(fail(
+                    "the first entry signs and must be a key, not \"store\"".into(),
+                ));
+            }
+            keys.accept_store_secret = true;
+            continue;
+        }
+        let (id, encoded) = entry.split_once(':').ok_or_else(|| {
+            fail(format!(
+                "entry {} is not <id>:<base64 secret>",
+                position + 1
+            ))
+        })?;
+        let secret = alphabets
+            .iter()
+            .find_map(|engine| engine.decode(encoded.trim()).ok())
+            .ok_or_else(|| fail(format!("the secret of key {id:?} is not base64")))?;
+        let key = SigningKey::new(id.trim(), secret).map_err(fail)?;
+        if keys.configured.iter().any(|k| k.id() == key.id()) {
+            return Err(fail(format!("key id {:?} appears twice", key.id())));
+        }
+        keys.configured.push(key);
+    }
+    Ok(keys)
+}
 
 fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -182,6 +226,9 @@ impl Config {
                 ));
             }
             config.admin_token = Some(Secret::new(raw));
+        }
+        if let Some(raw) = get("TOKEN_SIGNING_KEYS") {
+            config.shop.token_keys = parse_token_keys(&raw)?;
         }
         if let Some(raw) = get("DATABASE_URL") {
             check_url("DATABASE_URL", &raw, &["postgres", "postgresql"])?;
@@ -527,6 +574,39 @@ mod tests {
         );
         let e = config(&[("MIN_CHARGE", "500"), ("MAX_BALANCE", "100")]).unwrap_err();
         assert_eq!(e.variable, "MAX_BALANCE");
+    }
+
+    #[test]
+    fn token_signing_keys_are_ids_and_base64_secrets_the_first_signing() {
+        // 32 bytes: standard alphabet with padding, URL-safe without.
+        let a = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let b = "_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-8";
+        let c = config(&[(
+            "TOKEN_SIGNING_KEYS",
+            &format!(" k2026:{b} , k2025:{a}, store"),
+        )])
+        .unwrap();
+        let keys = &c.shop.token_keys;
+        let ids: Vec<&str> = keys.configured.iter().map(|k| k.id()).collect();
+        assert_eq!(ids, ["k2026", "k2025"]);
+        assert!(keys.accept_store_secret);
+        assert!(!format!("{c:?}").contains(a) && !format!("{c:?}").contains(b));
+        let c = config(&[("TOKEN_SIGNING_KEYS", &format!("k1:{a}"))]).unwrap();
+        assert!(!c.shop.token_keys.accept_store_secret);
+        assert!(config(&[]).unwrap().shop.token_keys.configured.is_empty());
+        for bad in [
+            format!("store,k1:{a}"),
+            format!("k1:{a},k1:{b}"),
+            "k1:c2hvcnQ=".to_owned(),
+            "k1:not base64!".to_owned(),
+            format!("1k:{a}"),
+            a.to_owned(),
+            format!("k1:{a},"),
+        ] {
+            let e = config(&[("TOKEN_SIGNING_KEYS", &bad)]).unwrap_err();
+            assert_eq!(e.variable, "TOKEN_SIGNING_KEYS", "{bad}");
+            assert!(!e.to_string().contains(a), "{e}");
+        }
     }
 
     #[test]

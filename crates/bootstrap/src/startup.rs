@@ -83,6 +83,12 @@ impl Application {
         if !admin_token_generated && admin_token.expose().len() < 16 {
             tracing::warn!("ADMIN_TOKEN is shorter than 16 characters; use a long random token");
         }
+        if config.database_url.is_some() && config.shop.token_keys.configured.is_empty() {
+            tracing::warn!(
+                "TOKEN_SIGNING_KEYS is not set: bearer tokens are signed with a secret kept in \
+                 the database, so a copy of the database is enough to mint any token"
+            );
+        }
         shop.ensure_admin(admin_token.expose())
             .await
             .map_err(StartupError::Admin)?;

@@ -54,6 +54,7 @@ macro_rules! run_suite {
             users::ensure_admin_is_idempotent,
             users::users_see_themselves_and_admins_see_everyone,
             users::the_token_secret_is_stored_once_and_shared_by_every_shop,
+            users::configured_keys_sign_and_the_stores_secret_mints_nothing,
             users::a_rolled_token_replaces_the_old_one_at_once,
             users::an_admin_reissues_a_lost_token_and_nobody_else_may,
             users::a_changed_admin_token_replaces_the_bootstrap_admins,

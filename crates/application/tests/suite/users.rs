@@ -1,7 +1,7 @@
 //! Sign-up, tokens, profiles.
 
 use super::{Kit, expect_code, invalid_fields};
-use application::Shop;
+use application::{Shop, SigningKey, TokenKeys};
 use domain::UserId;
 use domain::user::{Role, TokenSecret};
 
@@ -167,6 +167,56 @@ pub async fn the_token_secret_is_stored_once_and_shared_by_every_shop(shop: Shop
         restarted.authenticate(&signed.token).await.unwrap().user_id,
         signed.user.id
     );
+}
+
+/// `TOKEN_SIGNING_KEYS`: with configured keys, what the store holds (its secret) mints
+/// nothing; keys rotate without logging anyone out; a retired key's tokens stop working.
+pub async fn configured_keys_sign_and_the_stores_secret_mints_nothing(shop: Shop) {
+    let key = |id: &str, byte: u8| SigningKey::new(id, vec![byte; 32]).unwrap();
+    let with_keys = |configured: Vec<SigningKey>, accept_store_secret: bool| {
+        let mut config = shop.config().clone();
+        config.token_keys = TokenKeys {
+            configured,
+            accept_store_secret,
+        };
+        Shop::new(shop.ports().clone(), config)
+    };
+    // A token signed by the store's secret, as any holder of a database copy could make one.
+    let stored = shop.sign_up(None, "kim", None, None).await.unwrap();
+    let k1 = with_keys(vec![key("k1", 1)], false);
+    expect_code(k1.authenticate(&stored.token).await, "UNAUTHENTICATED");
+    // ... unless the operator keeps the store's secret verifying while users move over.
+    let migrating = with_keys(vec![key("k1", 1)], true);
+    assert_eq!(
+        migrating.authenticate(&stored.token).await.unwrap().user_id,
+        stored.user.id
+    );
+
+    // New tokens carry the signing key's id and verify wherever that key is configured.
+    let signed = k1.sign_up(None, "lee", None, None).await.unwrap();
+    assert_eq!(signed.token.split('.').nth(4), Some("k1"));
+    assert_eq!(
+        k1.authenticate(&signed.token).await.unwrap().user_id,
+        signed.user.id
+    );
+    assert!(migrating.authenticate(&signed.token).await.is_ok());
+    expect_code(shop.authenticate(&signed.token).await, "UNAUTHENTICATED");
+
+    // Rotation: k2 signs, k1 still verifies; then k1 is retired.
+    let rotating = with_keys(vec![key("k2", 2), key("k1", 1)], false);
+    assert!(rotating.authenticate(&signed.token).await.is_ok());
+    let fresh = rotating.sign_up(None, "park", None, None).await.unwrap();
+    assert_eq!(fresh.token.split('.').nth(4), Some("k2"));
+    expect_code(k1.authenticate(&fresh.token).await, "UNAUTHENTICATED");
+    let retired = with_keys(vec![key("k2", 2)], false);
+    expect_code(retired.authenticate(&signed.token).await, "UNAUTHENTICATED");
+    assert_eq!(
+        retired.authenticate(&fresh.token).await.unwrap().user_id,
+        fresh.user.id
+    );
+    // Same id, other secret: nothing verifies.
+    let impostor = with_keys(vec![key("k2", 7)], false);
+    expect_code(impostor.authenticate(&fresh.token).await, "UNAUTHENTICATED");
 }
 
 /// A user's signed-up token and its actor.
