@@ -4,7 +4,7 @@ use crate::idempotency::{Keyed, record_answer};
 use crate::support::check_cursor;
 use crate::{Actor, Shop, ShopError};
 use domain::OutboxId;
-use domain::outbox::{OutboxEvent, OutboxStatus};
+use domain::outbox::{OutboxBacklog, OutboxEvent, OutboxStatus};
 use domain::page::{CursorPage, Slice};
 use domain::ports::OutboxRetry;
 
@@ -19,6 +19,12 @@ fn require_admin(actor: Actor) -> Result<(), ShopError> {
 }
 
 impl Shop {
+    /// What waits in the outbox, for the process's own metrics (no caller to authorise).
+    pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, ShopError> {
+        let mut tx = self.ports.store.read().await?;
+        Ok(tx.outbox().backlog().await?)
+    }
+
     /// ADMIN only (`Forbidden` otherwise).
     pub async fn outbox(
         &self,

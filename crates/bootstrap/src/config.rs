@@ -87,6 +87,18 @@ pub enum LogFormat {
     Pretty,
 }
 
+impl LogFormat {
+    /// The default when `LOG_FORMAT` is unset: readable text for a person at a terminal, JSON
+    /// for anything else (a service manager, a container runtime, a pipe to a log shipper).
+    pub fn for_output(is_terminal: bool) -> Self {
+        if is_terminal {
+            Self::Pretty
+        } else {
+            Self::Json
+        }
+    }
+}
+
 /// A secret that never shows in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -165,7 +177,7 @@ pub struct Config {
     /// `MIN_CHARGE`, `MAX_BALANCE`, `ORDER_PAYMENT_TTL_SECONDS`, `BUSINESS_TZ_OFFSET`,
     /// `COUPON_ISSUE_MODE`.
     pub shop: ShopConfig,
-    /// `LOG_FORMAT` [json].
+    /// `LOG_FORMAT` [`pretty` when standard output is a terminal, else `json`].
     pub log_format: LogFormat,
 }
 
@@ -362,6 +374,8 @@ impl Config {
                 }
             };
         }
+        config.log_format =
+            LogFormat::for_output(std::io::IsTerminal::is_terminal(&std::io::stdout()));
         if let Some(raw) = get("LOG_FORMAT") {
             config.log_format = match raw.trim().to_ascii_lowercase().as_str() {
                 "json" => LogFormat::Json,
@@ -607,6 +621,16 @@ mod tests {
             assert_eq!(e.variable, "TOKEN_SIGNING_KEYS", "{bad}");
             assert!(!e.to_string().contains(a), "{e}");
         }
+    }
+
+    #[test]
+    fn logs_are_text_on_a_terminal_and_json_elsewhere_unless_chosen() {
+        assert_eq!(LogFormat::for_output(true), LogFormat::Pretty);
+        assert_eq!(LogFormat::for_output(false), LogFormat::Json);
+        assert_eq!(
+            config(&[("LOG_FORMAT", "pretty")]).unwrap().log_format,
+            LogFormat::Pretty
+        );
     }
 
     #[test]

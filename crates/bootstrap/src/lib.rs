@@ -3,6 +3,7 @@
 //! the API tests build the same [`Application`] in-process.
 
 pub mod config;
+pub mod operations_metrics;
 pub mod startup;
 pub mod telemetry;
 pub mod wiring;

@@ -61,6 +61,7 @@ pub struct Application {
     server: Server,
     shop: Shop,
     consumers: Consumers,
+    samplers: wiring::Samplers,
     admin_token: Secret,
     admin_token_generated: bool,
 }
@@ -124,6 +125,7 @@ impl Application {
             server,
             shop,
             consumers: wiring.consumers,
+            samplers: wiring.samplers,
             admin_token,
             admin_token_generated,
         })
@@ -156,7 +158,7 @@ impl Application {
     /// Serves until `stop` completes, then: stops accepting connections, lets in-flight
     /// requests finish (at most [`SHUTDOWN_TIMEOUT`]), stops the background workers.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
-        let workers = Workers::start(&self.shop, &self.consumers);
+        let workers = Workers::start(&self.shop, &self.consumers, &self.samplers);
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
         tracing::info!(port = self.port, "serving");
@@ -233,9 +235,10 @@ fn generate_token() -> Secret {
     Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Latency buckets of `http_request_duration_seconds`, in seconds.
+/// Latency buckets of every `*_duration_seconds` histogram (HTTP requests, gate calls), in
+/// seconds: from a quarter of a millisecond (a gate round trip to Redis) to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// The process-wide Prometheus recorder (a process has one global recorder, and tests build
@@ -246,7 +249,7 @@ fn prometheus() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
             let builder = match builder.set_buckets_for_metric(
-                Matcher::Full("http_request_duration_seconds".into()),
+                Matcher::Suffix("_duration_seconds".into()),
                 LATENCY_BUCKETS,
             ) {
                 Ok(b) => b,
@@ -262,6 +265,7 @@ fn prometheus() -> PrometheusHandle {
                     "a metrics recorder was already installed; /metrics shows only this one's"
                 );
             }
+            crate::operations_metrics::register_series();
             handle
         })
         .clone()

@@ -6,6 +6,7 @@
 //! A production adapter that cannot be set up stops start-up with one line naming its
 //! variable: an operator who configured PostgreSQL must never get an in-memory shop.
 
+mod metered_gate;
 mod positions;
 mod topics;
 
@@ -20,6 +21,7 @@ use domain::ports::{
 };
 use std::sync::Arc;
 
+pub use metered_gate::MeteredGate;
 pub use positions::StorePositions;
 pub use topics::{PrefixedHandler, PrefixedPublisher};
 
@@ -45,8 +47,18 @@ fn failed(variable: &'static str, message: impl std::fmt::Display) -> WiringErro
     }
 }
 
+/// Sources of the operator's gauges that only some profiles have (see `workers`).
+#[derive(Clone, Default)]
+pub struct Samplers {
+    /// The PostgreSQL pool (connections in use, idle, waited for).
+    pub pool: Option<persistence_diesel::PgStore>,
+    /// The Kafka consumers' partition claims held by this instance.
+    pub claims: Option<Arc<persistence_diesel::AdvisoryLocks>>,
+}
+
 /// The transactional store and the idempotency records (they live in the same database).
 pub struct StoreGroup {
+    pub pool: Option<persistence_diesel::PgStore>,
     pub store: Arc<dyn UnitOfWork>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub health: Vec<Arc<dyn HealthCheck>>,
@@ -86,6 +98,8 @@ pub struct BrokerGroup {
 /// Everything the application runs on.
 pub struct Wiring {
     pub ports: Ports,
+    /// What the operations-metrics worker samples besides the store.
+    pub samplers: Samplers,
     /// The request budgets (shared through Redis when it is configured).
     pub rate_limits: Arc<RateLimits>,
     pub consumers: Consumers,
@@ -101,11 +115,16 @@ pub async fn wire(config: &Config) -> Result<Wiring, WiringError> {
     let broker = broker(config, &store, handlers).await?;
     let health = [store.health, cache.health, broker.health].concat();
     let rate_limits = Arc::new(rate_limits(config, cache.rate_limiter.clone()));
+    let samplers = Samplers {
+        pool: store.pool.clone(),
+        claims: store.locks.clone(),
+    };
     Ok(Wiring {
+        samplers,
         rate_limits,
         ports: Ports {
             store: store.store,
-            gate: cache.gate,
+            gate: Arc::new(MeteredGate::new(cache.gate)),
             ranking: cache.ranking,
             publisher: broker.publisher,
             idempotency: store.idempotency,
@@ -124,6 +143,7 @@ pub async fn store(config: &Config) -> Result<StoreGroup, WiringError> {
             // (and under the same lock) as the change it answers.
             let store = memory::MemoryStore::new();
             Ok(StoreGroup {
+                pool: None,
                 store: Arc::new(store.clone()),
                 idempotency: Arc::new(store),
                 health: Vec::new(),
@@ -145,6 +165,7 @@ async fn postgres_store(url: &str, config: &Config) -> Result<StoreGroup, Wiring
         .await
         .map_err(|e| failed("DATABASE_URL", e))?;
     Ok(StoreGroup {
+        pool: Some(store.clone()),
         idempotency: Arc::new(store.idempotency()),
         health: vec![Arc::new(store.health_check())],
         store: Arc::new(store),

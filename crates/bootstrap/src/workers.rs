@@ -1,8 +1,9 @@
-//! Background work on timers: the outbox relay, the unpaid-order sweeper and the event
-//! consumers. All of it stops through one watch channel: on shutdown every loop finishes the
+//! Background work on timers: the outbox relay, the unpaid-order sweeper, the event consumers
+//! and the operations gauges. All of it stops through one watch channel: on shutdown every loop finishes the
 //! round it is in and exits, and the in-process consumers deliver what is already queued.
 
-use crate::wiring::Consumers;
+use crate::operations_metrics;
+use crate::wiring::{Consumers, Samplers};
 use application::Shop;
 use std::future::Future;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub struct Workers {
 
 impl Workers {
     /// Starts every worker on the current tokio runtime.
-    pub fn start(shop: &Shop, consumers: &Consumers) -> Self {
+    pub fn start(shop: &Shop, consumers: &Consumers, samplers: &Samplers) -> Self {
         let (shutdown, stopped) = watch::channel(false);
         let mut handles = Vec::new();
         let relay = shop.clone();
@@ -46,6 +47,19 @@ impl Workers {
                 move || {
                     let shop = sweeper.clone();
                     async move { shop.expire_orders_once(BATCH).await.map(|_| ()) }
+                },
+            ),
+        ));
+        let (gauges, samplers) = (shop.clone(), samplers.clone());
+        handles.push((
+            "operations-metrics",
+            every(
+                "operations-metrics",
+                operations_metrics::SAMPLE_INTERVAL,
+                stopped.clone(),
+                move || {
+                    let (shop, samplers) = (gauges.clone(), samplers.clone());
+                    async move { operations_metrics::sample(&shop, &samplers).await }
                 },
             ),
         ));

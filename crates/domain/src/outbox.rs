@@ -85,6 +85,16 @@ pub struct EventEnvelope {
     pub payload: serde_json::Value,
 }
 
+/// What is waiting in the outbox, for the operator's alerts: events not yet published, the
+/// oldest of them, and events the relay gave up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxBacklog {
+    pub ready: i64,
+    /// `created_at` of the oldest READY event; `None` when nothing is READY.
+    pub oldest_ready: Option<time::OffsetDateTime>,
+    pub failed: i64,
+}
+
 /// A stored outbox row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxEvent {

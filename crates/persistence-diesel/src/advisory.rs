@@ -170,6 +170,12 @@ impl AdvisoryLocks {
         self.state.lock().await.held.iter().copied().collect()
     }
 
+    /// How many locks this holder believes it has; `None` while a call holds the state (a
+    /// sampler skips that moment rather than wait for a reconnect).
+    pub fn held_now(&self) -> Option<usize> {
+        self.state.try_lock().ok().map(|state| state.held.len())
+    }
+
     /// How many locks were lost to another session after a connection failure, since start.
     pub fn lost_total(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)

@@ -390,6 +390,8 @@ pub trait OutboxRepository: Send {
     async fn retry(&mut self, id: OutboxId, now: OffsetDateTime) -> Result<OutboxRetry, RepoError>;
     /// Per status, for metrics.
     async fn count_by_status(&mut self) -> Result<Vec<(OutboxStatus, i64)>, RepoError>;
+    /// READY and FAILED counts and the oldest READY event, without reading the SENT history.
+    async fn backlog(&mut self) -> Result<crate::outbox::OutboxBacklog, RepoError>;
 }
 
 /// Consumer bookkeeping: de-duplication records and broker positions, written in the same

@@ -8,7 +8,8 @@ use super::{MemoryTx, Sequences, before, newest_first};
 use async_trait::async_trait;
 use domain::OutboxId;
 use domain::outbox::{
-    EventEnvelope, OutboxClaim, OutboxEvent, OutboxLease, OutboxOutcome, OutboxStatus,
+    EventEnvelope, OutboxBacklog, OutboxClaim, OutboxEvent, OutboxLease, OutboxOutcome,
+    OutboxStatus,
 };
 use domain::page::{CursorPage, Slice};
 use domain::ports::{OutboxRepository, OutboxRetry, RepoError};
@@ -290,5 +291,20 @@ impl OutboxRepository for MemoryTx {
                 (*status, count as i64)
             })
             .collect())
+    }
+
+    async fn backlog(&mut self) -> Result<OutboxBacklog, RepoError> {
+        let table = &self.state().outbox;
+        let ids = |status| table.by_status.get(&status);
+        let ready = ids(OutboxStatus::Ready);
+        Ok(OutboxBacklog {
+            ready: ready.map_or(0, BTreeSet::len) as i64,
+            // Ids grow with creation: the smallest READY id is the oldest READY event.
+            oldest_ready: ready
+                .and_then(|ids| ids.first())
+                .and_then(|id| table.rows.get(id))
+                .map(|row| row.created_at),
+            failed: ids(OutboxStatus::Failed).map_or(0, BTreeSet::len) as i64,
+        })
     }
 }

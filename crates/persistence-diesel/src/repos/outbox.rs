@@ -7,7 +7,8 @@ use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use domain::OutboxId;
 use domain::outbox::{
-    EventEnvelope, EventType, OutboxClaim, OutboxEvent, OutboxLease, OutboxOutcome, OutboxStatus,
+    EventEnvelope, EventType, OutboxBacklog, OutboxClaim, OutboxEvent, OutboxLease, OutboxOutcome,
+    OutboxStatus,
 };
 use domain::page::{CursorPage, Slice};
 use domain::ports::{OutboxRepository, OutboxRetry, RepoError};
@@ -335,4 +336,33 @@ impl OutboxRepository for PgTransaction {
         }
         Ok(counts)
     }
+
+    async fn backlog(&mut self) -> Result<OutboxBacklog, RepoError> {
+        let conn = self.conn()?;
+        // Served by `outbox_events_status_id_idx` (status, id): the SENT history is not read.
+        let row = diesel::sql_query(BACKLOG)
+            .get_result::<BacklogRow>(conn)
+            .await;
+        let row = self.check(row)?;
+        Ok(OutboxBacklog {
+            ready: row.ready,
+            oldest_ready: row.oldest_ready,
+            failed: row.failed,
+        })
+    }
+}
+
+const BACKLOG: &str = "SELECT count(*) FILTER (WHERE status = 'READY') AS ready, \
+     min(created_at) FILTER (WHERE status = 'READY') AS oldest_ready, \
+     count(*) FILTER (WHERE status = 'FAILED') AS failed \
+     FROM outbox_events WHERE status IN ('READY', 'FAILED')";
+
+#[derive(QueryableByName)]
+struct BacklogRow {
+    #[diesel(sql_type = BigInt)]
+    ready: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    oldest_ready: Option<OffsetDateTime>,
+    #[diesel(sql_type = BigInt)]
+    failed: i64,
 }
