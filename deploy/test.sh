@@ -31,6 +31,9 @@ else
   run_tests() { cargo test --no-fail-fast "$@"; }
 fi
 
+echo "== monitoring: alert rules (promtool check + rule tests) and the dashboard"
+deploy/monitoring.sh
+
 echo "== every crate (adapters against the real services; API suite on the embedded profile)"
 run_tests --workspace --features messaging-kafka/kafka-tests "$@"
 

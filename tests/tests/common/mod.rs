@@ -1,5 +1,8 @@
 //! Fixtures shared by the end-to-end tests that check invariants in SQL.
 
+// Each test file uses a part of these.
+#![allow(dead_code)]
+
 use tokio_postgres::{Client, NoTls};
 
 /// A PostgreSQL database of the test's own, created fresh and dropped at the end (also when the

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Checks the monitoring set-up in deploy/monitoring: the alert rules are valid Prometheus rules
+# and their unit tests pass (promtool, from Debian's `prometheus` package, installed when
+# missing), and the Grafana dashboard is valid JSON. That every metric the rules and the
+# dashboard name is exported by the service is checked against a live /metrics by
+# tests/tests/monitoring.rs (part of the workspace tests).
+#
+#   deploy/monitoring.sh
+set -euo pipefail
+cd "$(dirname "$0")/monitoring"
+
+log() { printf '[monitoring] %s\n' "$*" >&2; }
+
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing promtool (Debian package prometheus)"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+promtool check rules alerts.yml
+promtool test rules alerts.test.yml
+python3 -m json.tool dashboard.json >/dev/null
+log "alert rules, their tests and the dashboard are valid"
