@@ -1411,7 +1411,12 @@ fn broker_frozen_for_30_s_during_orders_keeps_orders_working_and_delivers_everyt
     // The relay claims and settles in short transactions and publishes with none open; before,
     // its transaction waited out every unanswered publish (the broker request timeout, 5 s).
     let (polls, longest_idle, culprit) = idle_in_transaction;
-    assert!(polls > 100, "pg_stat_activity polled throughout: {polls}");
+    // At least one poll a second over the freeze (each poll is a `psql` round trip: about 170
+    // in 30 s on an idle machine, 95 seen with the machine busy compiling next to the test).
+    assert!(
+        polls as u64 >= FREEZE.as_secs(),
+        "pg_stat_activity polled throughout: {polls}"
+    );
     assert!(
         longest_idle < 1.0,
         "a session stayed idle in transaction for {longest_idle:.3} s during the freeze: {culprit}"
