@@ -16,7 +16,8 @@ use domain::UserId;
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
     operation_id = "signUp",
     request_body = SignUpRequest,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1,
+        max_length = 255,
         pattern = "^[ -~]+$",
         description = "authenticated callers only (an admin creating users): the answer \
             carries the new user's token; 1..255 printable ASCII; replays the first answer \
@@ -95,7 +96,8 @@ pub async fn get_user(
 /// request stops working (on this instance at once, on every other within about a second).
 #[utoipa::path(post, path = "/api/v1/users/me/token", tag = "users",
     operation_id = "rollMyToken",
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1,
+        max_length = 255,
         pattern = "^[ -~]+$",
         description = "1..255 printable ASCII; replays the first answer (which carries the \
             new token) for 24 hours. After the roll the old token no longer authenticates, so \
@@ -122,7 +124,8 @@ pub async fn roll_token(
     operation_id = "reissueUserToken",
     params(
         ("id" = i64, Path, minimum = 1, description = "User id"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1,
+        max_length = 255,
         pattern = "^[ -~]+$",
             description = "1..255 printable ASCII; replays the first answer (which carries the \
                 new token) to the same admin for 24 hours")),

@@ -11,7 +11,7 @@ use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, PathItem, Ref, RefOr};
 
 pub(super) struct Answers;
@@ -32,6 +32,7 @@ impl Modify for Answers {
         for item in doc.paths.paths.values_mut() {
             for operation in operations_mut(item) {
                 add_headers(operation);
+                no_authentication_as_empty_list(operation);
             }
         }
     }
@@ -80,6 +81,19 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     ]
     .into_iter()
     .flatten()
+}
+
+/// `security(())` writes `[{}]`; `[]` is the canonical way to say that an operation takes no
+/// credentials at all (the health probes). Operations where a token is optional keep
+/// `[{}, {"bearer": []}]`: anonymous or bearer, each answered differently.
+fn no_authentication_as_empty_list(operation: &mut Operation) {
+    if let Some(requirements) = &mut operation.security
+        && requirements
+            .iter()
+            .all(|r| *r == SecurityRequirement::default())
+    {
+        requirements.clear();
+    }
 }
 
 /// One `application/problem+json` answer per status, naming the codes it can carry.

@@ -57,8 +57,10 @@ pub struct IdempotencyKeyHeader {
     /// with the same key and body gets the first answer again (`Idempotent-Replayed: true`)
     /// for 24 hours; the same key with another body is 422 `IDEMPOTENCY_KEY_REUSED`, and while
     /// the first request runs 409 `IDEMPOTENCY_IN_PROGRESS`.
+    // A header has a value or is absent: never null.
     #[param(
         rename = "Idempotency-Key",
+        nullable = false,
         min_length = 1,
         max_length = 255,
         pattern = "^[ -~]+$"

@@ -191,6 +191,10 @@ fn every_operation_declares_its_security_and_authenticated_ones_401() {
         let requirements = op["security"]
             .as_array()
             .unwrap_or_else(|| panic!("{method} {path} declares no security"));
+        // The probes take no credentials at all: the canonical empty list.
+        if never_rate_limited(&path) {
+            assert!(requirements.is_empty(), "{method} {path}");
+        }
         let mut anonymous = requirements.is_empty();
         for requirement in requirements {
             let requirement = requirement.as_object().unwrap();
@@ -263,6 +267,10 @@ fn keyed_operations_state_the_key_rule_and_the_replay_marker() {
         };
         keyed += 1;
         assert_eq!(key["in"], "header");
+        assert_eq!(
+            key["schema"]["type"], "string",
+            "{method} {path}: never null"
+        );
         assert_eq!(key["schema"]["minLength"], 1, "{method} {path}");
         assert_eq!(key["schema"]["maxLength"], 255, "{method} {path}");
         assert_eq!(key["schema"]["pattern"], "^[ -~]+$", "{method} {path}");
