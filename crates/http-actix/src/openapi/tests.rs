@@ -369,6 +369,17 @@ fn stated_bounds_are_the_servers_constants() {
         assert_eq!(limit["maximum"], CursorPage::MAX_LIMIT, "{path}");
         assert_eq!(limit["default"], CursorPage::DEFAULT_LIMIT, "{path}");
     }
+    // Request bodies refuse unknown fields (`deny_unknown_fields`).
+    for (name, schema) in schemas.as_object().unwrap() {
+        if name.ends_with("Request") {
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+        }
+    }
+    let amount = &schemas["ChargeRequest"]["properties"]["amount"];
+    assert_eq!(
+        (amount["type"].as_str(), amount["minimum"].as_i64()),
+        (Some("integer"), Some(1))
+    );
     let line = &schemas["OrderLineRequest"]["properties"];
     assert_eq!(line["quantity"]["maximum"], MAX_ITEM_QUANTITY);
     let order = &schemas["PlaceOrderRequest"]["properties"]["items"];
