@@ -134,6 +134,16 @@ fn add_headers(operation: &mut Operation) {
         let RefOr::T(response) = response else {
             continue;
         };
+        // `(status = 200, body = ...)` leaves the required description empty: say the status.
+        if response.description.is_empty() {
+            response.description = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|code| actix_web::http::StatusCode::from_u16(code).ok())
+                .and_then(|code| code.canonical_reason())
+                .unwrap_or("Answer")
+                .to_owned();
+        }
         let problem = is_problem(response);
         let headers = &mut response.headers;
         headers.insert(

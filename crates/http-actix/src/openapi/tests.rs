@@ -250,6 +250,12 @@ fn every_answer_has_a_named_schema_and_the_request_id() {
                 response["headers"]["X-Request-Id"].is_object(),
                 "{method} {path} {status}"
             );
+            assert!(
+                response["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{method} {path} {status} has no description"
+            );
         }
     }
 }
