@@ -41,3 +41,11 @@ if [ "$#" -eq 0 ]; then
   echo "== the HTTP API suite again on PostgreSQL + Redis + Kafka"
   TEST_PROFILE=full run_tests -p bootstrap --test api
 fi
+
+# The OpenAPI document checked by ecosystem tools against the built binary (embedded profile):
+# Redocly lint, and a whole shop flow through a generated Python client (deploy/openapi.sh).
+if [ "$#" -eq 0 ]; then
+  echo "== the OpenAPI document: redocly lint and a generated client's flow"
+  cargo build -p bootstrap --bin shop --quiet
+  deploy/openapi.sh
+fi

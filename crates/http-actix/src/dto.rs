@@ -106,7 +106,12 @@ wire_enum!(EventTypeDto <=> EventType { OrderPaid, OrderRefunded, CouponIssueReq
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct SignUpRequest {
-    /// 1..100 characters.
+    /// 1..100 characters once surrounding whitespace is trimmed, no control character
+    /// (`UserName::new`; the pattern is exactly that rule).
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
     /// Absent or `BUYER` without an ADMIN token.
     #[serde(default)]
@@ -209,6 +214,7 @@ pub struct TransactionDto {
     pub amount: i64,
     pub balance_after: i64,
     /// Null for a CHARGE.
+    #[schema(required = true, nullable)]
     pub order_id: Option<i64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -240,6 +246,7 @@ pub struct ChargeDto {
 pub struct TransactionPage {
     pub items: Vec<TransactionDto>,
     /// Pass as `cursor` to get the next page; null on the last page.
+    #[schema(required = true, nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -288,10 +295,18 @@ pub struct ProductPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct CreateProductRequest {
+    /// 1..200 characters once surrounding whitespace is trimmed, no control character
+    /// (`validate_product_name`; the pattern is exactly that rule).
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
-    /// ≥ 1.
+    /// Won, 1..=1 000 000 000.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub price: i64,
-    /// ≥ 0.
+    /// 0..=1 000 000 000.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
     /// Defaults to `ON_SALE`.
     #[serde(default)]
@@ -301,9 +316,16 @@ pub struct CreateProductRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct UpdateProductRequest {
+    /// As when creating: 1..200 characters once trimmed, no control character.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: Option<String>,
+    /// Won, 1..=1 000 000 000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub price: Option<i64>,
     #[serde(default)]
     pub status: Option<ProductStatusDto>,
@@ -312,9 +334,16 @@ pub struct UpdateProductRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct StockAdjustmentRequest {
-    /// Signed change of the stock; the stock never goes below 0.
+    /// Signed change of the stock, non-zero, -1 000 000 000..=1 000 000 000; the stock never
+    /// goes below 0 (409 `OUT_OF_STOCK`) nor above 1 000 000 000 (400).
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub delta: i64,
+    /// At most 500 characters once surrounding whitespace is trimmed (blank means none), no
+    /// control character (`validate_note`; the pattern is exactly that rule).
     #[serde(default)]
+    #[schema(
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,498}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?$"
+    )]
     pub note: Option<String>,
 }
 
@@ -325,7 +354,9 @@ pub struct LedgerEntryDto {
     pub product_id: i64,
     pub delta: i64,
     pub reason: StockReasonDto,
+    #[schema(required = true, nullable)]
     pub order_id: Option<i64>,
+    #[schema(required = true, nullable)]
     pub note: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -349,6 +380,7 @@ impl From<StockLedgerEntry> for LedgerEntryDto {
 #[serde(rename_all = "camelCase")]
 pub struct LedgerPage {
     pub items: Vec<LedgerEntryDto>,
+    #[schema(required = true, nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -401,23 +433,36 @@ impl From<Popular> for PopularDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct CreateCouponRequest {
+    /// 1..100 characters once surrounding whitespace is trimmed, no control character
+    /// (`NewCoupon::new`; the pattern is exactly that rule).
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
     pub discount_type: DiscountTypeDto,
-    /// Won off, for `AMOUNT` coupons.
+    /// Won off, required for `AMOUNT` coupons (and refused for `PERCENT` ones).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub amount: Option<i64>,
-    /// 1..100, for `PERCENT` coupons.
+    /// Percent off, required for `PERCENT` coupons (and refused for `AMOUNT` ones).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub percent: Option<i64>,
-    /// Cap of a `PERCENT` discount.
+    /// Cap of a `PERCENT` discount in won (refused for `AMOUNT` coupons).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub max_discount: Option<i64>,
+    /// Won; default 0.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub min_order_amount: Option<i64>,
     /// The first-come cap.
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub total_quantity: i64,
-    /// Default 1.
+    /// Issues per user; default 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000)]
     pub per_user_limit: Option<i64>,
     /// RFC 3339; years 1..=9999 once converted to UTC.
     #[serde(deserialize_with = "instant_in_range::deserialize")]
@@ -452,9 +497,12 @@ pub struct CouponDto {
     pub name: String,
     pub discount_type: DiscountTypeDto,
     /// Set for `AMOUNT` coupons.
+    #[schema(required = true, nullable)]
     pub amount: Option<i64>,
     /// Set for `PERCENT` coupons.
+    #[schema(required = true, nullable)]
     pub percent: Option<i64>,
+    #[schema(required = true, nullable)]
     pub max_discount: Option<i64>,
     pub min_order_amount: i64,
     pub total_quantity: i64,
@@ -516,8 +564,9 @@ pub struct CouponIssueDto {
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(required = true, nullable, value_type = Option<String>, format = DateTime)]
     pub used_at: Option<OffsetDateTime>,
+    #[schema(required = true, nullable)]
     pub order_id: Option<i64>,
 }
 
@@ -589,8 +638,9 @@ pub struct HeldCouponDto {
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(required = true, nullable, value_type = Option<String>, format = DateTime)]
     pub used_at: Option<OffsetDateTime>,
+    #[schema(required = true, nullable)]
     pub order_id: Option<i64>,
     pub coupon: CouponDto,
 }
@@ -622,8 +672,10 @@ pub struct HeldCouponList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct OrderLineRequest {
+    /// Each product at most once per order.
+    #[schema(minimum = 1)]
     pub product_id: i64,
-    /// 1..1000.
+    #[schema(minimum = 1, maximum = 1_000)]
     pub quantity: i64,
 }
 
@@ -631,6 +683,7 @@ pub struct OrderLineRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct PlaceOrderRequest {
     /// 1..50 lines, each product at most once.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderLineRequest>,
     #[serde(default)]
     pub coupon_issue_id: Option<i64>,
@@ -670,6 +723,7 @@ pub struct OrderDto {
     pub subtotal: i64,
     pub discount: i64,
     pub total_amount: i64,
+    #[schema(required = true, nullable)]
     pub coupon_issue_id: Option<i64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -677,11 +731,11 @@ pub struct OrderDto {
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(required = true, nullable, value_type = Option<String>, format = DateTime)]
     pub paid_at: Option<OffsetDateTime>,
     /// When it was canceled or refunded.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(required = true, nullable, value_type = Option<String>, format = DateTime)]
     pub canceled_at: Option<OffsetDateTime>,
 }
 
@@ -708,6 +762,7 @@ impl From<Order> for OrderDto {
 #[serde(rename_all = "camelCase")]
 pub struct OrderPage {
     pub items: Vec<OrderDto>,
+    #[schema(required = true, nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -716,6 +771,7 @@ pub struct OrderPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct PayRequest {
+    #[schema(minimum = 1)]
     pub order_id: i64,
 }
 
@@ -769,11 +825,12 @@ pub struct OutboxEventDto {
     pub payload: serde_json::Value,
     pub status: OutboxStatusDto,
     pub attempts: i32,
+    #[schema(required = true, nullable)]
     pub last_error: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(required = true, nullable, value_type = Option<String>, format = DateTime)]
     pub sent_at: Option<OffsetDateTime>,
 }
 
@@ -799,6 +856,7 @@ impl From<OutboxEvent> for OutboxEventDto {
 #[serde(rename_all = "camelCase")]
 pub struct OutboxPage {
     pub items: Vec<OutboxEventDto>,
+    #[schema(required = true, nullable)]
     pub next_cursor: Option<String>,
 }
 

@@ -232,8 +232,9 @@ pub struct Problem {
     /// One of the stable codes of the API (`OUT_OF_STOCK`, `VALIDATION_FAILED`, ...).
     pub code: String,
     pub detail: String,
-    /// Present on `VALIDATION_FAILED`: which fields are wrong and why.
+    /// Present on `VALIDATION_FAILED`: which fields are wrong and why (absent otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub errors: Vec<ProblemField>,
 }
 

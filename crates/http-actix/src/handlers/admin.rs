@@ -5,6 +5,7 @@ use crate::ApiState;
 use crate::dto::{OutboxEventDto, OutboxPage};
 use crate::extract::{Authenticated, QueryParams, encode_cursor, path_id};
 use crate::idempotency::change;
+use crate::openapi::params::{CursorQuery, IdempotencyKeyHeader};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use domain::OutboxId;
@@ -12,10 +13,9 @@ use domain::outbox::{OutboxEvent, OutboxStatus};
 
 /// Outbox rows, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin",
-    params(
-        ("status" = Option<crate::dto::OutboxStatusDto>, Query),
-        ("limit" = Option<u32>, Query, description = "1..100, default 20"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
+    operation_id = "listOutboxEvents",
+    params(("status" = Option<crate::dto::OutboxStatusDto>, Query),
+        CursorQuery),
     responses((status = 200, body = OutboxPage)),
     security(("bearer" = [])))]
 pub async fn outbox(
@@ -36,9 +36,9 @@ pub async fn outbox(
 
 /// Puts a FAILED event back to READY.
 #[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin",
-    params(("id" = i64, Path, description = "Outbox row id"),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "1..255 printable ASCII; replays the first answer")),
+    operation_id = "retryOutboxEvent",
+    params(("id" = i64, Path, minimum = 1, description = "Outbox row id"),
+        IdempotencyKeyHeader),
     responses((status = 200, body = OutboxEventDto)),
     security(("bearer" = [])))]
 pub async fn retry(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {

@@ -7,6 +7,7 @@ use crate::dto::{
 };
 use crate::extract::{Authenticated, JsonBody, QueryParams, path_id};
 use crate::idempotency::{change, json_answer};
+use crate::openapi::params::IdempotencyKeyHeader;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use application::coupons::IssueOutcome;
@@ -17,9 +18,9 @@ use std::sync::Arc;
 
 /// Publishes a coupon (SELLER: discounts that seller's items; ADMIN: the whole order).
 #[utoipa::path(post, path = "/api/v1/coupons", tag = "coupons",
+    operation_id = "createCoupon",
     request_body = CreateCouponRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1..255 printable ASCII; replays the first answer for the same body")),
+    params(IdempotencyKeyHeader),
     responses((status = 201, body = CouponDto)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -42,6 +43,7 @@ pub async fn create(
 
 /// Coupons active now with quantity left.
 #[utoipa::path(get, path = "/api/v1/coupons", tag = "coupons",
+    operation_id = "listCoupons",
     responses((status = 200, body = CouponList)),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<ApiState>, _auth: Authenticated) -> ApiResult {
@@ -54,7 +56,8 @@ pub async fn list(req: HttpRequest, state: web::Data<ApiState>, _auth: Authentic
 
 /// One coupon.
 #[utoipa::path(get, path = "/api/v1/coupons/{id}", tag = "coupons",
-    params(("id" = i64, Path, description = "Coupon id")),
+    operation_id = "getCoupon",
+    params(("id" = i64, Path, minimum = 1, description = "Coupon id")),
     responses((status = 200, body = CouponDto)),
     security(("bearer" = [])))]
 pub async fn get(req: HttpRequest, state: web::Data<ApiState>, _auth: Authenticated) -> ApiResult {
@@ -65,9 +68,9 @@ pub async fn get(req: HttpRequest, state: web::Data<ApiState>, _auth: Authentica
 /// First come, first served: 201 when the issue is written, 202 when the grant is final and
 /// the record is written asynchronously (it shows in `GET /coupons/my` within 5 seconds).
 #[utoipa::path(post, path = "/api/v1/coupons/{id}/issue", tag = "coupons",
-    params(("id" = i64, Path, description = "Coupon id"),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "1..255 printable ASCII; replays the first answer")),
+    operation_id = "issueCoupon",
+    params(("id" = i64, Path, minimum = 1, description = "Coupon id"),
+        IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Issued", body = crate::dto::CouponIssueDto),
         (status = 202, description = "Granted; the record is being written",
@@ -92,6 +95,7 @@ pub async fn issue(req: HttpRequest, state: web::Data<ApiState>, auth: Authentic
 
 /// The caller's coupons, newest first.
 #[utoipa::path(get, path = "/api/v1/coupons/my", tag = "coupons",
+    operation_id = "listMyCoupons",
     params(("status" = Option<crate::dto::CouponIssueStatusDto>, Query)),
     responses((status = 200, body = HeldCouponList)),
     security(("bearer" = [])))]

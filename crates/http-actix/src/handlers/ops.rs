@@ -13,7 +13,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// 200 while the process runs.
 #[utoipa::path(get, path = "/health/live", tag = "operations",
-    responses((status = 200, body = LiveDto)))]
+    operation_id = "getLiveness",
+    responses((status = 200, body = LiveDto)),
+    security(()))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(LiveDto {
         status: "UP".into(),
@@ -23,9 +25,11 @@ pub async fn live() -> HttpResponse {
 /// 200 when every configured dependency (database, cache, broker) answers, 503 otherwise.
 /// Public: it shows each dependency as `UP` or `DOWN`; why one is down is only logged.
 #[utoipa::path(get, path = "/health/ready", tag = "operations",
+    operation_id = "getReadiness",
     responses(
         (status = 200, description = "Ready", body = ReadyDto),
-        (status = 503, description = "A dependency is down", body = ReadyDto)))]
+        (status = 503, description = "A dependency is down", body = ReadyDto)),
+    security(()))]
 pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let checks = state.health.iter().map(|check| async move {
         let result = match actix_web::rt::time::timeout(CHECK_TIMEOUT, check.check()).await {
@@ -67,6 +71,7 @@ pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
 /// Prometheus text exposition. With `METRICS_TOKEN` set, only for
 /// `Authorization: Bearer <METRICS_TOKEN>`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
+    operation_id = "getMetrics",
     responses(
         (status = 200, description = "Prometheus text format", body = String,
             content_type = "text/plain; version=0.0.4"),

@@ -5,6 +5,7 @@ use crate::ApiState;
 use crate::dto::{OrderDto, OrderPage, PlaceOrderRequest};
 use crate::extract::{Authenticated, JsonBody, QueryParams, encode_cursor, path_id};
 use crate::idempotency::change;
+use crate::openapi::params::{CursorQuery, IdempotencyKeyHeader};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use domain::order::{Order, OrderLine, OrderStatus};
@@ -13,9 +14,9 @@ use domain::{CouponIssueId, OrderId, ProductId};
 /// Reserves stock for every line (all or nothing), snapshots prices, applies the coupon.
 /// Idempotent with an `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+    operation_id = "placeOrder",
     request_body = PlaceOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1..255 printable ASCII; replays the first answer for the same body")),
+    params(IdempotencyKeyHeader),
     responses((status = 201, body = OrderDto)),
     security(("bearer" = [])))]
 pub async fn place(
@@ -49,7 +50,8 @@ pub async fn place(
 
 /// One order (its owner or an admin).
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
-    params(("id" = i64, Path, description = "Order id")),
+    operation_id = "getOrder",
+    params(("id" = i64, Path, minimum = 1, description = "Order id")),
     responses((status = 200, body = OrderDto)),
     security(("bearer" = [])))]
 pub async fn get(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
@@ -59,10 +61,9 @@ pub async fn get(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticat
 
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
-    params(
-        ("status" = Option<crate::dto::OrderStatusDto>, Query),
-        ("limit" = Option<u32>, Query, description = "1..100, default 20"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
+    operation_id = "listOrders",
+    params(("status" = Option<crate::dto::OrderStatusDto>, Query),
+        CursorQuery),
     responses((status = 200, body = OrderPage)),
     security(("bearer" = [])))]
 pub async fn list(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
@@ -84,10 +85,10 @@ pub async fn list(req: HttpRequest, state: web::Data<ApiState>, auth: Authentica
 /// CREATED becomes CANCELED; PAID becomes REFUNDED (the wallet is credited). Idempotent with
 /// an `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
+    operation_id = "cancelOrder",
     params(
-        ("id" = i64, Path, description = "Order id"),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "1..255 printable ASCII; replays the first answer")),
+        ("id" = i64, Path, minimum = 1, description = "Order id"),
+        IdempotencyKeyHeader),
     responses((status = 200, body = OrderDto)),
     security(("bearer" = [])))]
 pub async fn cancel(

@@ -5,6 +5,7 @@ use crate::ApiState;
 use crate::dto::{PayRequest, PaymentDto};
 use crate::extract::{Authenticated, JsonBody, path_id};
 use crate::idempotency::change;
+use crate::openapi::params::IdempotencyKeyHeader;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use domain::payment::Payment;
@@ -13,9 +14,9 @@ use domain::{OrderId, PaymentId};
 /// Debits the wallet and marks the order PAID, atomically. On insufficient balance the order
 /// stays CREATED and can be paid later. Idempotent with an `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/v1/payments", tag = "payments",
+    operation_id = "payOrder",
     request_body = PayRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1..255 printable ASCII; replays the first answer for the same body")),
+    params(IdempotencyKeyHeader),
     responses((status = 201, body = PaymentDto)),
     security(("bearer" = [])))]
 pub async fn pay(
@@ -42,7 +43,8 @@ pub async fn pay(
 
 /// One payment (its owner or an admin).
 #[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
-    params(("id" = i64, Path, description = "Payment id")),
+    operation_id = "getPayment",
+    params(("id" = i64, Path, minimum = 1, description = "Payment id")),
     responses((status = 200, body = PaymentDto)),
     security(("bearer" = [])))]
 pub async fn get(req: HttpRequest, state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {

@@ -10,6 +10,7 @@ use crate::extract::{
     Authenticated, JsonBody, MaybeAuthenticated, QueryParams, encode_cursor, path_id,
 };
 use crate::idempotency::change;
+use crate::openapi::params::{CursorQuery, IdempotencyKeyHeader, PopularQuery, ProductListQuery};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use application::catalog::{ProductDraft, ProductUpdate};
@@ -23,11 +24,8 @@ const STATUSES: &str = "ON_SALE, PAUSED, OFF";
 /// Products by id ascending. Buyers and anonymous callers see only `ON_SALE` products;
 /// sellers and admins may filter by `status`.
 #[utoipa::path(get, path = "/api/v1/products", tag = "products",
-    params(
-        ("page" = Option<u32>, Query, description = "1-based, default 1"),
-        ("size" = Option<u32>, Query, description = "1..100, default 20"),
-        ("status" = Option<crate::dto::ProductStatusDto>, Query,
-            description = "sellers and admins only")),
+    operation_id = "listProducts",
+    params(ProductListQuery),
     responses((status = 200, body = ProductPage)),
     security((), ("bearer" = [])))]
 pub async fn list(
@@ -55,7 +53,8 @@ pub async fn list(
 
 /// One product (404 for buyers when it is `OFF`).
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
-    params(("id" = i64, Path, description = "Product id")),
+    operation_id = "getProduct",
+    params(("id" = i64, Path, minimum = 1, description = "Product id")),
     responses((status = 200, body = ProductDto)),
     security((), ("bearer" = [])))]
 pub async fn get(
@@ -71,9 +70,9 @@ pub async fn get(
 
 /// Lists a new product (SELLER, ADMIN); an `INITIAL` ledger row records its stock.
 #[utoipa::path(post, path = "/api/v1/products", tag = "products",
+    operation_id = "createProduct",
     request_body = CreateProductRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1..255 printable ASCII; replays the first answer for the same body")),
+    params(IdempotencyKeyHeader),
     responses((status = 201, body = ProductDto)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -102,7 +101,8 @@ pub async fn create(
 
 /// Changes name, price or status (the owning seller or an admin).
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "products",
-    params(("id" = i64, Path, description = "Product id")),
+    operation_id = "updateProduct",
+    params(("id" = i64, Path, minimum = 1, description = "Product id")),
     request_body = UpdateProductRequest,
     responses((status = 200, body = ProductDto)),
     security(("bearer" = [])))]
@@ -127,9 +127,9 @@ pub async fn update(
 /// Moves the stock by `delta` (the owning seller or an admin); an `ADJUST` ledger row records
 /// it. The stock never goes below 0 (409 `OUT_OF_STOCK`).
 #[utoipa::path(post, path = "/api/v1/products/{id}/stock-adjustments", tag = "products",
-    params(("id" = i64, Path, description = "Product id"),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "1..255 printable ASCII; replays the first answer for the same body")),
+    operation_id = "adjustProductStock",
+    params(("id" = i64, Path, minimum = 1, description = "Product id"),
+        IdempotencyKeyHeader),
     request_body = StockAdjustmentRequest,
     responses((status = 200, body = ProductDto)),
     security(("bearer" = [])))]
@@ -155,10 +155,9 @@ pub async fn adjust_stock(
 
 /// Every stock movement of a product, newest first (the owning seller or an admin).
 #[utoipa::path(get, path = "/api/v1/products/{id}/stock-ledger", tag = "products",
-    params(
-        ("id" = i64, Path, description = "Product id"),
-        ("limit" = Option<u32>, Query, description = "1..100, default 20"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
+    operation_id = "listProductStockLedger",
+    params(("id" = i64, Path, minimum = 1, description = "Product id"),
+        CursorQuery),
     responses((status = 200, body = LedgerPage)),
     security(("bearer" = [])))]
 pub async fn stock_ledger(
@@ -179,9 +178,8 @@ pub async fn stock_ledger(
 
 /// Top sellers by net paid quantity over the last `days` business days, today included.
 #[utoipa::path(get, path = "/api/v1/products/popular", tag = "products",
-    params(
-        ("days" = Option<u32>, Query, description = "1..30, default 3"),
-        ("limit" = Option<u32>, Query, description = "1..50, default 5")),
+    operation_id = "listPopularProducts",
+    params(PopularQuery),
     responses((status = 200, body = PopularDto)),
     security((), ("bearer" = [])))]
 pub async fn popular(

@@ -14,8 +14,11 @@ use domain::UserId;
 
 /// Creates a user and hands out its bearer token, once.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    operation_id = "signUp",
     request_body = SignUpRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1,
+        max_length = 255,
+        pattern = "^[ -~]+$",
         description = "authenticated callers only (an admin creating users): the answer \
             carries the new user's token; 1..255 printable ASCII; replays the first answer \
             for the same body")),
@@ -67,6 +70,7 @@ pub async fn sign_up(
 
 /// The caller's profile.
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users",
+    operation_id = "getMe",
     responses((status = 200, body = UserDto)),
     security(("bearer" = [])))]
 pub async fn me(state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
@@ -75,7 +79,8 @@ pub async fn me(state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
 
 /// A user's profile: the user itself or an admin; anyone else gets 404.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
-    params(("id" = i64, Path, description = "User id")),
+    operation_id = "getUser",
+    params(("id" = i64, Path, minimum = 1, description = "User id")),
     responses((status = 200, body = UserDto)),
     security(("bearer" = [])))]
 pub async fn get_user(
@@ -90,7 +95,10 @@ pub async fn get_user(
 /// Rolls the caller's bearer token: answers a new one, once, and the token used for this
 /// request stops working (on this instance at once, on every other within about a second).
 #[utoipa::path(post, path = "/api/v1/users/me/token", tag = "users",
-    params(("Idempotency-Key" = Option<String>, Header,
+    operation_id = "rollMyToken",
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1,
+        max_length = 255,
+        pattern = "^[ -~]+$",
         description = "1..255 printable ASCII; replays the first answer (which carries the \
             new token) for 24 hours. After the roll the old token no longer authenticates, so \
             a retry must come from a client that still holds a working token of this user")),
@@ -113,9 +121,12 @@ pub async fn roll_token(
 /// An admin issues a new bearer token for a user who lost theirs; the user's earlier token
 /// stops working as with `POST /users/me/token`.
 #[utoipa::path(post, path = "/api/v1/users/{id}/token", tag = "users",
+    operation_id = "reissueUserToken",
     params(
-        ("id" = i64, Path, description = "User id"),
-        ("Idempotency-Key" = Option<String>, Header,
+        ("id" = i64, Path, minimum = 1, description = "User id"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1,
+        max_length = 255,
+        pattern = "^[ -~]+$",
             description = "1..255 printable ASCII; replays the first answer (which carries the \
                 new token) to the same admin for 24 hours")),
     responses((status = 201, description = "The user's new token; the old one is retired",

@@ -6,6 +6,7 @@ use crate::dto::{BalanceDto, ChargeDto, ChargeRequest, TransactionDto, Transacti
 use crate::error::ApiError;
 use crate::extract::{Authenticated, JsonBody, QueryParams, encode_cursor};
 use crate::idempotency::change;
+use crate::openapi::params::{CursorQuery, IdempotencyKeyHeader};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use application::ShopError;
@@ -13,6 +14,7 @@ use domain::wallet::{Wallet, WalletTransaction};
 
 /// The caller's balance.
 #[utoipa::path(get, path = "/api/v1/balance", tag = "balance",
+    operation_id = "getBalance",
     responses((status = 200, body = BalanceDto)),
     security(("bearer" = [])))]
 pub async fn balance(state: web::Data<ApiState>, auth: Authenticated) -> ApiResult {
@@ -21,9 +23,9 @@ pub async fn balance(state: web::Data<ApiState>, auth: Authenticated) -> ApiResu
 
 /// Adds won to the caller's wallet. Idempotent with an `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/v1/balance/charge", tag = "balance",
+    operation_id = "chargeBalance",
     request_body = ChargeRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1..255 printable ASCII; replays the first answer for the same body")),
+    params(IdempotencyKeyHeader),
     responses((status = 200, description = "Charged", body = ChargeDto)),
     security(("bearer" = [])))]
 pub async fn charge(
@@ -58,9 +60,8 @@ pub async fn charge(
 
 /// The caller's wallet history, newest first.
 #[utoipa::path(get, path = "/api/v1/balance/transactions", tag = "balance",
-    params(
-        ("limit" = Option<u32>, Query, description = "1..100, default 20"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page")),
+    operation_id = "listBalanceTransactions",
+    params(CursorQuery),
     responses((status = 200, body = TransactionPage)),
     security(("bearer" = [])))]
 pub async fn transactions(

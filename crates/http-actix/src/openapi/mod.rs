@@ -1,17 +1,24 @@
-//! The OpenAPI 3 document of the API, generated from the handlers' `#[utoipa::path]`
-//! annotations and the DTOs' schemas.
+//! The OpenAPI 3.1 document of the API, generated from the handlers' `#[utoipa::path]`
+//! annotations and the DTOs' schemas, so that schema-driven tools and generated clients agree
+//! with the server on every rule a schema can state.
 //!
-//! Error responses are added in one place, [`ERRORS`]: for every operation, the stable codes it
-//! can answer with (grouped by status, each as `application/problem+json` with the `Problem`
-//! schema). A unit test keeps that table and the registered operations in step.
+//! - [`params`]: the parameters several operations share, with the server's bounds.
+//! - [`answers`]: what is added to every operation in one place: its problem answers (from
+//!   [`ERRORS`]: the stable codes each operation can answer with, grouped by status) and the
+//!   headers of every answer (`X-Request-Id`, `Retry-After`, `Idempotent-Replayed`, ...).
+//! - `tests`: keep [`ERRORS`] and the registered operations in step, compare the stated bounds
+//!   with the constants the server validates with, and check the document's shape mechanically
+//!   (unique operationIds, 429 everywhere it can happen, security declared, schemas named).
+
+mod answers;
+pub(crate) mod params;
+#[cfg(test)]
+mod tests;
 
 use crate::error::Problem;
 use crate::handlers::{admin, coupons, ops, orders, payments, products, users, wallet};
-use utoipa::openapi::content::ContentBuilder;
-use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, PathItem, Ref};
-use utoipa::{Modify, OpenApi};
+use answers::Answers;
+use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,17 +39,28 @@ use utoipa::{Modify, OpenApi};
         ops::live, ops::ready, ops::metrics,
     ),
     components(schemas(Problem, crate::error::ProblemField)),
-    modifiers(&Errors),
+    modifiers(&Answers),
+    // Relative: the document describes the server that serves it.
+    servers((url = "/", description = "The server that serves this document")),
     tags(
-        (name = "users"), (name = "balance"), (name = "products"), (name = "coupons"),
-        (name = "orders"), (name = "payments"), (name = "admin"), (name = "operations"),
+        (name = "users", description = "Sign-up, profiles and bearer tokens"),
+        (name = "balance", description = "The point wallet: balance, charges, history"),
+        (name = "products", description = "The catalog, stock and the popular products"),
+        (name = "coupons", description = "First-come coupons: publish, browse, issue, hold"),
+        (name = "orders", description = "Placing, reading and canceling orders"),
+        (name = "payments", description = "Paying orders from the wallet"),
+        (name = "admin", description = "Operator views (ADMIN only)"),
+        (name = "operations", description = "Health probes and Prometheus metrics"),
     ),
 )]
 pub struct ApiDoc;
 
 /// (method, path, codes) of every operation under `/api/v1`. 429 `RATE_LIMITED`, 500
-/// `INTERNAL` and 503 `UNAVAILABLE` apply to all of them and are added without being listed;
-/// 408 `REQUEST_TIMEOUT` is listed on the operations that read a JSON body.
+/// `INTERNAL` and 503 `UNAVAILABLE` apply to all of them and are added without being listed
+/// (every request can be over its budget: an authenticated one over its user's, any other that
+/// carries a token over its client's failed-authentication budget); 408 `REQUEST_TIMEOUT` is
+/// listed on the operations that read a JSON body, and the idempotency refusals on those that
+/// take an `Idempotency-Key`.
 pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
     (
         "post",
@@ -52,6 +70,8 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "UNAUTHENTICATED",
             "FORBIDDEN",
             "REQUEST_TIMEOUT",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
         ],
     ),
     ("get", "/api/v1/users/me", &["UNAUTHENTICATED"]),
@@ -115,6 +135,8 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "UNAUTHENTICATED",
             "FORBIDDEN",
             "REQUEST_TIMEOUT",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
         ],
     ),
     (
@@ -148,6 +170,8 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "NOT_FOUND",
             "OUT_OF_STOCK",
             "REQUEST_TIMEOUT",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
         ],
     ),
     (
@@ -168,6 +192,8 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "UNAUTHENTICATED",
             "FORBIDDEN",
             "REQUEST_TIMEOUT",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
         ],
     ),
     (
@@ -195,6 +221,8 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "COUPON_SOLD_OUT",
             "COUPON_ALREADY_ISSUED",
             "COUPON_NOT_ACTIVE",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
         ],
     ),
     (
@@ -267,12 +295,14 @@ pub(crate) const ERRORS: &[(&str, &str, &[&str])] = &[
             "FORBIDDEN",
             "NOT_FOUND",
             "OUTBOX_EVENT_NOT_FAILED",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
         ],
     ),
 ];
 
-/// The HTTP status of a stable code (mirrors `ApiError`'s mapping).
-fn status_of(code: &str) -> u16 {
+/// The HTTP status of a stable code (mirrors `ApiError`'s mapping; `tests` checks it does).
+pub(crate) fn status_of(code: &str) -> u16 {
     match code {
         "VALIDATION_FAILED" | "INVALID_AMOUNT" => 400,
         "UNAUTHENTICATED" => 401,
@@ -284,143 +314,5 @@ fn status_of(code: &str) -> u16 {
         "INTERNAL" => 500,
         "UNAVAILABLE" => 503,
         _ => 409,
-    }
-}
-
-fn operation_mut<'a>(
-    item: &'a mut PathItem,
-    method: &str,
-) -> Option<&'a mut utoipa::openapi::path::Operation> {
-    match method {
-        "get" => item.get.as_mut(),
-        "post" => item.post.as_mut(),
-        "patch" => item.patch.as_mut(),
-        "put" => item.put.as_mut(),
-        "delete" => item.delete.as_mut(),
-        _ => None,
-    }
-}
-
-struct Errors;
-
-impl Modify for Errors {
-    fn modify(&self, doc: &mut Document) {
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.security_schemes.insert(
-            "bearer".into(),
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The token handed out by POST /api/v1/users"))
-                    .build(),
-            ),
-        );
-        components.security_schemes.insert(
-            "metrics_token".into(),
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("METRICS_TOKEN, when the operator set one"))
-                    .build(),
-            ),
-        );
-        for (method, path, codes) in ERRORS {
-            let Some(operation) = doc
-                .paths
-                .paths
-                .get_mut(*path)
-                .and_then(|item| operation_mut(item, method))
-            else {
-                continue;
-            };
-            let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
-            // Every operation reads a token when one is sent, and an invalid one counts
-            // against the client's failed-authentication budget: each can answer 429.
-            for code in codes
-                .iter()
-                .copied()
-                .chain(["RATE_LIMITED", "INTERNAL", "UNAVAILABLE"])
-            {
-                by_status.entry(status_of(code)).or_default().push(code);
-            }
-            for (status, codes) in by_status {
-                let response = ResponseBuilder::new()
-                    .description(format!("Problem: {}", codes.join(", ")))
-                    .content(
-                        crate::error::PROBLEM_JSON,
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("Problem")))
-                            .build(),
-                    )
-                    .build();
-                operation
-                    .responses
-                    .responses
-                    .insert(status.to_string(), response.into());
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_api_operation_has_its_errors_and_every_error_entry_an_operation() {
-        let doc = ApiDoc::openapi();
-        let mut operations = Vec::new();
-        for (path, item) in &doc.paths.paths {
-            for (method, op) in [
-                ("get", &item.get),
-                ("post", &item.post),
-                ("patch", &item.patch),
-            ] {
-                if op.is_some() && path.starts_with("/api/v1") {
-                    operations.push((method.to_owned(), path.clone()));
-                }
-            }
-        }
-        let listed: Vec<_> = ERRORS
-            .iter()
-            .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
-            .collect();
-        for op in &operations {
-            assert!(listed.contains(op), "{op:?} has no error table entry");
-        }
-        for op in &listed {
-            assert!(operations.contains(op), "{op:?} is not an operation");
-        }
-        assert_eq!(operations.len(), 28);
-    }
-
-    #[test]
-    fn document_has_bearer_scheme_and_problem_responses() {
-        let json = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        assert_eq!(
-            json["components"]["securitySchemes"]["bearer"]["scheme"],
-            "bearer"
-        );
-        let charge = &json["paths"]["/api/v1/balance/charge"]["post"];
-        let r400 = &charge["responses"]["400"];
-        assert!(
-            r400["description"]
-                .as_str()
-                .unwrap()
-                .contains("INVALID_AMOUNT")
-        );
-        assert_eq!(
-            r400["content"]["application/problem+json"]["schema"]["$ref"],
-            "#/components/schemas/Problem"
-        );
-        assert!(charge["responses"]["200"].is_object());
-        assert!(
-            charge["responses"]["429"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("RATE_LIMITED")
-        );
-        assert!(json["paths"]["/metrics"]["get"]["responses"]["401"].is_object());
-        assert!(json["components"]["schemas"]["ChargeRequest"].is_object());
     }
 }
