@@ -250,13 +250,22 @@ run_profile() {
   requests=${counts% *}
   server_errors=${counts#* }
   [ "$server_errors" -eq 0 ] || { echo "the server answered $server_errors request(s) with a 5xx" >>"$DIR/summary"; failed=1; }
-  cases=$(cat "$DIR"/*.junit.xml 2>/dev/null | grep -o '<testsuite [^>]*' | "$PY" -c '
-import re, sys
-t = f = e = 0
-for line in sys.stdin:
-    get = lambda k: int(re.search(k + r"=\"(\d+)\"", line).group(1)) if re.search(k + r"=\"(\d+)\"", line) else 0
-    t += get("tests"); f += get("failures"); e += get("errors")
-print(f"{f} failing and {e} erroring of {t} operation runs")')
+  # Schemathesis's counts: test cases generated (from each run's log) and failing tests (one
+  # test per operation and caller, one per stateful run; from the JUnit reports).
+  cases=$("$PY" - "$DIR" <<'PY'
+import glob, re, sys
+generated = tests = failing = 0
+for log in glob.glob(sys.argv[1] + "/*.log"):
+    m = re.search(r"^Test cases:\n\s+(\d+) generated", open(log, errors="replace").read(), re.M)
+    generated += int(m.group(1)) if m else 0
+for report in glob.glob(sys.argv[1] + "/*.junit.xml"):
+    m = re.search(r'<testsuite [^>]*?errors="(\d+)" failures="(\d+)"[^>]*? tests="(\d+)"', open(report).read())
+    if m:
+        failing += int(m.group(1)) + int(m.group(2))
+        tests += int(m.group(3))
+print(f"{generated} test cases, {failing} of {tests} tests failing")
+PY
+)
   printf '%s (%s): %s requests sent in %ss, %s; %s\n' "$profile" "$stack" "$requests" \
     "$((SECONDS - started))" "$cases" "$([ "$failed" -eq 0 ] && echo PASSED || echo FAILED)" \
     | tee -a "$DIR/summary" >&2
