@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: starts (or installs) what the tests talk to, then
-# runs every test of the workspace and the HTTP API suite once more on the full stack.
+# runs every test of the workspace and the HTTP API suite once more on the full stack, then
+# fuzzes the built binary's API from its OpenAPI document (deploy/fuzz.sh).
 #
 #   deploy/test.sh            # everything
 #   deploy/test.sh -p memory  # extra arguments go to the test runner (first pass only)
@@ -48,4 +49,10 @@ if [ "$#" -eq 0 ]; then
   echo "== the OpenAPI document: redocly lint and a generated client's flow"
   cargo build -p bootstrap --bin shop --quiet
   deploy/openapi.sh
+
+  # Schema-driven fuzzing of the built binary (Schemathesis, installed into ~/.cache/shop-fuzz):
+  # embedded store and PostgreSQL side by side, a few minutes; fails on any 5xx, dropped
+  # connection or answer that contradicts the OpenAPI document. See docs/FUZZING.md.
+  echo "== fuzzing the live API on the embedded store and on PostgreSQL + Redis + Kafka"
+  deploy/fuzz.sh
 fi
