@@ -198,8 +198,8 @@ impl From<Wallet> for BalanceDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub struct ChargeRequest {
-    /// Won to add, an integer ≥ `MIN_CHARGE`. Anything that is not an integer (a float, a
-    /// string) answers 400 `INVALID_AMOUNT`.
+    /// Won to add, an integer ≥ `MIN_CHARGE` (`1000.0` and `1e3` are the integer 1000).
+    /// Anything that is not an integer (a fraction, a string) answers 400 `INVALID_AMOUNT`.
     #[schema(value_type = i64, minimum = 1, example = 10000)]
     pub amount: serde_json::Value,
 }

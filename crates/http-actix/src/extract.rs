@@ -199,18 +199,110 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         Some(_) => return Err(ApiError::field("body", "must be a JSON object")),
     }
     let mut de = serde_json::Deserializer::from_slice(raw);
+    let value: T = match serde_path_to_error::deserialize(&mut de) {
+        Ok(value) => value,
+        Err(e) if is_integral_float_refused(e.inner()) => return parse_integral_floats(raw),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(json_error(&path, &inner));
+        }
+    };
+    de.end().map_err(|_| one_object_only())?;
+    Ok(value)
+}
+
+fn one_object_only() -> ApiError {
+    ApiError::field(
+        "body",
+        "must be exactly one JSON object, with nothing after it",
+    )
+}
+
+/// serde refused a number written with a fraction or exponent where an integer belongs.
+fn is_integral_float_refused(error: &serde_json::Error) -> bool {
+    error.is_data()
+        && error
+            .to_string()
+            .starts_with("invalid type: floating point")
+}
+
+/// JSON Schema (and so the OpenAPI document) counts `285.0` or `2.85e2` as an integer: a number
+/// is an integer when its value has no fraction, however it is written. Such a body is read
+/// again with those numbers rewritten as integers (same text otherwise, so every other rule,
+/// duplicate keys included, still applies); a real fraction (`285.5`) or a number beyond 2^53
+/// (where a float is no longer exact) stays as written and is refused. Only bodies the first
+/// read refused take this path.
+fn parse_integral_floats<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let rewritten = integral_floats_as_integers(raw);
+    let mut de = serde_json::Deserializer::from_slice(&rewritten);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         json_error(&path, &inner)
     })?;
-    de.end().map_err(|_| {
-        ApiError::field(
-            "body",
-            "must be exactly one JSON object, with nothing after it",
-        )
-    })?;
+    de.end().map_err(|_| one_object_only())?;
     Ok(value)
+}
+
+/// The integer a JSON number denotes: an `i64`, or a float without fraction within 2^53 (where
+/// floats are exact). `None` for anything else.
+pub(crate) fn integral(value: &serde_json::Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let f = value.as_f64()?;
+        // In range and without a fraction: the conversion is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        (f.fract() == 0.0 && f.abs() <= EXACT_INTEGERS).then_some(f as i64)
+    })
+}
+
+/// Integers a float represents exactly: up to 2^53.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+/// `raw` with every number token outside strings that is written with a fraction or exponent
+/// but whose value is an exactly representable integer written as that integer.
+fn integral_floats_as_integers(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let (mut i, mut in_string, mut escaped) = (0, false, false);
+    while i < raw.len() {
+        let b = raw[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let end = raw[i..]
+                .iter()
+                .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .map_or(raw.len(), |n| i + n);
+            let token = &raw[i..end];
+            let integral = std::str::from_utf8(token)
+                .ok()
+                .filter(|t| t.contains(['.', 'e', 'E']))
+                .and_then(|t| t.parse::<f64>().ok())
+                .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT_INTEGERS);
+            match integral {
+                // In range and without a fraction: the conversion is exact.
+                #[allow(clippy::cast_possible_truncation)]
+                Some(f) => out.extend_from_slice((f as i64).to_string().as_bytes()),
+                None => out.extend_from_slice(token),
+            }
+            i = end;
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
 }
 
 /// The whitespace JSON allows between tokens (RFC 8259): space, tab, line feed, return.
@@ -444,6 +536,37 @@ mod tests {
     }
 
     #[test]
+    fn integers_written_as_floats_are_integers() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Line {
+            product_id: i64,
+            quantity: u32,
+            note: String,
+        }
+        let line: Line =
+            parse_json(br#"{"productId": 2.85e2, "quantity": 3.0, "note": "1.0 \" 2.0"}"#).unwrap();
+        assert_eq!(
+            line,
+            Line {
+                product_id: 285,
+                quantity: 3,
+                note: r#"1.0 " 2.0"#.into()
+            }
+        );
+        assert!(parse_json::<Line>(br#"{"productId": -7.0, "quantity": 1, "note": ""}"#).is_ok());
+        for refused in [
+            r#"{"productId": 285.5, "quantity": 1, "note": ""}"#,
+            r#"{"productId": 1e300, "quantity": 1, "note": ""}"#,
+            r#"{"productId": 9007199254740994.0, "quantity": 1, "note": ""}"#,
+            r#"{"productId": 1.0, "quantity": -1.0, "note": ""}"#,
+            r#"{"productId": 1.0, "quantity": 1, "note": ""} {}"#,
+        ] {
+            assert!(parse_json::<Line>(refused.as_bytes()).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
     fn json_errors_name_the_field() {
         assert_eq!(
             field_of(r#"{"items":[{"productId":1,"quantity":"2"}]}"#).0,
@@ -471,6 +594,15 @@ mod tests {
             "body"
         );
         assert_eq!(field_of(r#"{"items":[],"items":[]}"#).0, "items");
+        // An integral float takes the second read; a duplicate key is still refused there.
+        assert_eq!(
+            field_of(r#"{"items":[{"productId":1.0,"productId":2,"quantity":1}]}"#).0,
+            "items[0].productId"
+        );
+        assert_eq!(
+            field_of(r#"{"items":[{"productId":1,"quantity":1.5}]}"#).0,
+            "items[0].quantity"
+        );
         assert_eq!(
             field_of(r#"{"items":[{"productId":1,"productId":2,"quantity":1}]}"#).0,
             "items[0].productId"

@@ -36,9 +36,10 @@ pub async fn charge(
 ) -> ApiResult {
     let actor = auth.0;
     let (body, raw) = body.into_parts()?;
-    // Money is an integer number of won: a float, a string or an integer beyond i64 is
-    // refused as INVALID_AMOUNT, like an amount below the minimum.
-    let amount = body.amount.as_i64().ok_or_else(|| {
+    // Money is an integer number of won: a fraction, a string or an integer beyond i64 is
+    // refused as INVALID_AMOUNT, like an amount below the minimum. `1000.0` and `1e3` are the
+    // integer 1000 (JSON Schema's reading, and so the OpenAPI document's), as in every body.
+    let amount = crate::extract::integral(&body.amount).ok_or_else(|| {
         ApiError::from(ShopError::InvalidAmount(
             "amount must be an integer number of won".into(),
         ))
