@@ -125,7 +125,8 @@ async fn order_lines_are_validated() {
             "items[1].productId",
         ),
         (
-            json!({"items": [{"productId": p, "quantity": 1.0}]}),
+            // A fraction is not a quantity (`1.0` is the integer 1, as JSON Schema reads it).
+            json!({"items": [{"productId": p, "quantity": 1.5}]}),
             "items[0].quantity",
         ),
         (json!({"items": [{"productId": p}]}), "items[0].quantity"),
