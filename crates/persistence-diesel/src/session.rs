@@ -121,6 +121,20 @@ impl Socket {
                     Host::Tcp(name) => {
                         let stream = tokio::net::TcpStream::connect((name.as_str(), port)).await?;
                         stream.set_nodelay(true)?;
+                        if config.get_keepalives() {
+                            // What tokio-postgres' own connect sets (libpq's `keepalives*`, on
+                            // by default, 2 h idle): a peer that vanished without a FIN is
+                            // eventually noticed.
+                            let mut keepalive = socket2::TcpKeepalive::new()
+                                .with_time(config.get_keepalives_idle());
+                            if let Some(interval) = config.get_keepalives_interval() {
+                                keepalive = keepalive.with_interval(interval);
+                            }
+                            if let Some(retries) = config.get_keepalives_retries() {
+                                keepalive = keepalive.with_retries(retries);
+                            }
+                            socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+                        }
                         Ok(Socket::Tcp(stream))
                     }
                     #[cfg(unix)]

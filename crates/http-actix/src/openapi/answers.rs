@@ -40,23 +40,21 @@ impl Modify for Answers {
 
 fn add_security_schemes(doc: &mut Document) {
     let components = doc.components.get_or_insert_with(Default::default);
-    components.security_schemes.insert(
-        "bearer".into(),
+    let bearer = |description: &str| {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .description(Some("The token handed out by POST /api/v1/users"))
+                .description(Some(description))
                 .build(),
-        ),
+        )
+    };
+    components.security_schemes.insert(
+        "bearer".into(),
+        bearer("The token handed out by POST /api/v1/users"),
     );
     components.security_schemes.insert(
         "metrics_token".into(),
-        SecurityScheme::Http(
-            HttpBuilder::new()
-                .scheme(HttpAuthScheme::Bearer)
-                .description(Some("METRICS_TOKEN, when the operator set one"))
-                .build(),
-        ),
+        bearer("METRICS_TOKEN, when the operator set one"),
     );
 }
 
