@@ -69,7 +69,9 @@ fn every_metric_the_alerts_and_the_dashboard_query_is_exported() {
     let wanted = monitored_metrics();
     assert!(wanted.len() >= 15, "{wanted:?}");
     let db = Database::create("monitoring");
-    let unique = format!("mon{}{}", std::process::id(), db.url().len());
+    // The database's own name is unique (process id and time): Redis keys and topics share it.
+    let url = db.url();
+    let unique = url.rsplit('/').next().unwrap_or("monitoring");
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let kafka = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let shop = Shop::start(&[

@@ -183,7 +183,8 @@ impl<'a> SignedToken<'a> {
         };
         let key_id = match parts.next() {
             None => None,
-            Some(key_id) => Some(key_id).filter(|k| is_key_id(k))?.into(),
+            Some(key_id) if is_key_id(key_id) => Some(key_id),
+            Some(_) => return None,
         };
         if parts.next().is_some() || !is_base64_of_32_bytes(random) {
             return None;

@@ -198,25 +198,49 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         None | Some(b'{') => {}
         Some(_) => return Err(ApiError::field("body", "must be a JSON object")),
     }
-    let mut de = serde_json::Deserializer::from_slice(raw);
-    let value: T = match serde_path_to_error::deserialize(&mut de) {
-        Ok(value) => value,
-        Err(e) if is_integral_float_refused(e.inner()) => return parse_integral_floats(raw),
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            return Err(json_error(&path, &inner));
+    // JSON Schema (and so the OpenAPI document) counts `285.0` or `2.85e2` as an integer: a
+    // number is an integer when its value has no fraction, however it is written. A body
+    // refused for such a number is read again with those numbers rewritten as integers (same
+    // text otherwise, so every other rule, duplicate keys included, still applies); a real
+    // fraction (`285.5`) or a number beyond 2^53 (where a float is no longer exact) stays as
+    // written and is refused. Only bodies the first read refused take this path.
+    match read_one_value(raw) {
+        Err(Unread::Json(e)) if is_integral_float_refused(e.inner()) => {
+            Ok(read_one_value(&integral_floats_as_integers(raw))?)
         }
-    };
-    de.end().map_err(|_| one_object_only())?;
-    Ok(value)
+        read => Ok(read?),
+    }
 }
 
-fn one_object_only() -> ApiError {
-    ApiError::field(
-        "body",
-        "must be exactly one JSON object, with nothing after it",
-    )
+/// Why [`read_one_value`] read nothing.
+enum Unread {
+    /// serde refused the value, at this path.
+    Json(serde_path_to_error::Error<serde_json::Error>),
+    /// Something other than whitespace follows the value.
+    Trailing,
+}
+
+impl From<Unread> for ApiError {
+    fn from(unread: Unread) -> Self {
+        match unread {
+            Unread::Json(e) => {
+                let path = e.path().to_string();
+                json_error(&path, &e.into_inner())
+            }
+            Unread::Trailing => ApiError::field(
+                "body",
+                "must be exactly one JSON object, with nothing after it",
+            ),
+        }
+    }
+}
+
+/// One JSON value of type `T` and nothing after it but whitespace.
+fn read_one_value<T: DeserializeOwned>(raw: &[u8]) -> Result<T, Unread> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(Unread::Json)?;
+    de.end().map_err(|_| Unread::Trailing)?;
+    Ok(value)
 }
 
 /// serde refused a number written with a fraction or exponent where an integer belongs.
@@ -227,37 +251,21 @@ fn is_integral_float_refused(error: &serde_json::Error) -> bool {
             .starts_with("invalid type: floating point")
 }
 
-/// JSON Schema (and so the OpenAPI document) counts `285.0` or `2.85e2` as an integer: a number
-/// is an integer when its value has no fraction, however it is written. Such a body is read
-/// again with those numbers rewritten as integers (same text otherwise, so every other rule,
-/// duplicate keys included, still applies); a real fraction (`285.5`) or a number beyond 2^53
-/// (where a float is no longer exact) stays as written and is refused. Only bodies the first
-/// read refused take this path.
-fn parse_integral_floats<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
-    let rewritten = integral_floats_as_integers(raw);
-    let mut de = serde_json::Deserializer::from_slice(&rewritten);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        json_error(&path, &inner)
-    })?;
-    de.end().map_err(|_| one_object_only())?;
-    Ok(value)
-}
-
 /// The integer a JSON number denotes: an `i64`, or a float without fraction within 2^53 (where
 /// floats are exact). `None` for anything else.
 pub(crate) fn integral(value: &serde_json::Value) -> Option<i64> {
-    value.as_i64().or_else(|| {
-        let f = value.as_f64()?;
-        // In range and without a fraction: the conversion is exact.
-        #[allow(clippy::cast_possible_truncation)]
-        (f.fract() == 0.0 && f.abs() <= EXACT_INTEGERS).then_some(f as i64)
-    })
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().and_then(exact_integer))
 }
 
-/// Integers a float represents exactly: up to 2^53.
-const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+/// The integer `f` is, when it has no fraction and lies within 2^53 (where floats are exact).
+fn exact_integer(f: f64) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    // In range and without a fraction: the conversion is exact.
+    #[allow(clippy::cast_possible_truncation)]
+    (f.fract() == 0.0 && f.abs() <= EXACT).then_some(f as i64)
+}
 
 /// `raw` with every number token outside strings that is written with a fraction or exponent
 /// but whose value is an exactly representable integer written as that integer.
@@ -289,11 +297,9 @@ fn integral_floats_as_integers(raw: &[u8]) -> Vec<u8> {
                 .ok()
                 .filter(|t| t.contains(['.', 'e', 'E']))
                 .and_then(|t| t.parse::<f64>().ok())
-                .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT_INTEGERS);
+                .and_then(exact_integer);
             match integral {
-                // In range and without a fraction: the conversion is exact.
-                #[allow(clippy::cast_possible_truncation)]
-                Some(f) => out.extend_from_slice((f as i64).to_string().as_bytes()),
+                Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
                 None => out.extend_from_slice(token),
             }
             i = end;

@@ -177,24 +177,14 @@ fn add_headers(operation: &mut Operation) {
             "429" => {
                 headers.insert(
                     "Retry-After".into(),
-                    header(
-                        ObjectBuilder::new()
-                            .schema_type(Type::Integer)
-                            .minimum(Some(1)),
-                        "Seconds until the budget has room again.",
-                    ),
+                    retry_after("Seconds until the budget has room again."),
                 );
             }
             // The readiness probe's 503 is its report, not a refusal: it sends no Retry-After.
             "503" if problem => {
                 headers.insert(
                     "Retry-After".into(),
-                    header(
-                        ObjectBuilder::new()
-                            .schema_type(Type::Integer)
-                            .minimum(Some(1)),
-                        "Seconds to wait before retrying (a dependency is down).",
-                    ),
+                    retry_after("Seconds to wait before retrying (a dependency is down)."),
                 );
             }
             _ => {}
@@ -228,4 +218,14 @@ fn header(schema: ObjectBuilder, description: &str) -> Header {
         .schema(schema)
         .description(Some(description))
         .build()
+}
+
+/// `Retry-After` in whole seconds (the server rounds up, so never 0).
+fn retry_after(description: &str) -> Header {
+    header(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1)),
+        description,
+    )
 }
