@@ -23,6 +23,9 @@
 #   SHOP_BIN           the binary (default $CARGO_TARGET_DIR/debug/shop)
 #   TEST_DATABASE_URL  the PostgreSQL server for the scratch database (default 127.0.0.1:5432)
 set -euo pipefail
+# Sourced before any `cd`: the path is relative to where the script was called from.
+# shellcheck source=deploy/apt.sh
+. "$(dirname "$0")/apt.sh"
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
@@ -47,13 +50,6 @@ PY="$VENV/bin/python"
 log() { printf '[fuzz] %s\n' "$*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-apt_install() {
-  log "installing $*"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-}
 
 # The virtualenv with the pinned Schemathesis; a no-op (a second) when it is there already.
 ensure_schemathesis() {

@@ -7,16 +7,15 @@
 #
 #   deploy/monitoring.sh
 set -euo pipefail
+# Sourced before any `cd`: the path is relative to where the script was called from.
+# shellcheck source=deploy/apt.sh
+. "$(dirname "$0")/apt.sh"
 cd "$(dirname "$0")/monitoring"
 
 log() { printf '[monitoring] %s\n' "$*" >&2; }
 
-if ! command -v promtool >/dev/null 2>&1; then
-  log "installing promtool (Debian package prometheus)"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
+# promtool comes with Debian's prometheus package (the server is not started).
+command -v promtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
 
 promtool check rules alerts.yml
 promtool test rules alerts.test.yml

@@ -12,6 +12,9 @@
 # The tools are pinned and installed once outside the repo (~/.cache/shop-openapi); a warm run
 # takes seconds. Installs node/npm or python3-venv with apt when missing.
 set -euo pipefail
+# Sourced before any `cd`: the path is relative to where the script was called from.
+# shellcheck source=deploy/apt.sh
+. "$(dirname "$0")/apt.sh"
 cd "$(dirname "$0")/.."
 
 # 1.x: the last line that runs on the Node.js of Debian stable (18); 2.x needs 20.19 or later.
@@ -27,13 +30,6 @@ SHOP_BIN=${SHOP_BIN:-${CARGO_TARGET_DIR:-target}/debug/shop}
 export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true
 
 log() { printf '[openapi] %s\n' "$*" >&2; }
-
-apt_install() {
-  log "installing $*"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-}
 
 install_tools() {
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm

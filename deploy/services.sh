@@ -6,6 +6,9 @@
 #   deploy/services.sh up      # ensure both are up
 #   deploy/services.sh status
 set -euo pipefail
+# Sourced before any `cd`: the path is relative to where the script was called from.
+# shellcheck source=deploy/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
@@ -21,13 +24,6 @@ wait_port() {
     sleep 0.5
   done
   log "$what did not open port $port"; return 1
-}
-
-apt_install() {
-  log "installing $*"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
 
 ensure_postgres() {
